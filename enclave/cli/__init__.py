@@ -7,6 +7,13 @@ import typer
 
 app = typer.Typer(help="IDS research enclave: ingest, link, govern, analyse, release.", no_args_is_help=True)
 
+
+
+@app.callback()
+def _root() -> None:
+    """IDS research enclave: ingest, link, govern, analyse, release."""
+
+
 # group name -> (module under enclave.cli, help). Each module defines ``app``.
 GROUPS: dict[str, tuple[str, str]] = {
     "data": ("data", "Agency data stewards: synthetic data, source definitions, ingest."),
@@ -29,6 +36,14 @@ for _name, (_module, _help) in GROUPS.items():
             raise
         continue
     app.add_typer(_mod.app, name=_name, help=_help)
+
+
+@app.command()
+def version() -> None:
+    """Print the enclave version."""
+    from enclave import __version__
+
+    typer.echo(__version__)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,1 @@
+"""The release airlock: request states, who may act (permissions), when (policies), and the service."""

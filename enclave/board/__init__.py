@@ -1,0 +1,1 @@
+"""The governing board: applications, votes, decisions and project life cycle."""

@@ -1,0 +1,1 @@
+"""The registry database: one SQLAlchemy schema for governance, provisioning and release state."""
