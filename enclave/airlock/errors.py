@@ -29,3 +29,13 @@ def require(rule: Callable[..., bool], *args) -> None:
     """Raise ``Refused`` naming ``rule`` (its docstring is the reason) unless ``rule(*args)`` holds."""
     if not rule(*args):
         raise Refused(rule.__name__, (rule.__doc__ or rule.__name__).strip().splitlines()[0])
+
+
+class TamperDetected(Refused):
+    """An airlock snapshot no longer matches the checksums recorded at submission."""
+
+    def __init__(self, request_id: int, project: str, problems: list[str]):
+        super().__init__("snapshot_is_intact", "the airlock snapshot no longer matches its checksums: " + "; ".join(problems))
+        self.request_id = request_id
+        self.project = project
+        self.problems = problems

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from enclave.board.errors import NotAllowed
+
 
 class Role(StrEnum):
     """Roles a person may hold (several at once)."""
@@ -84,7 +86,7 @@ PROJECT_TRANSITIONS: dict[ProjectState, frozenset[ProjectState]] = {
 LIVE_PROJECT_STATES = frozenset({ProjectState.approved, ProjectState.suspended})
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(NotAllowed):
     """A state change that the transition table does not allow."""
 
 

@@ -6,9 +6,17 @@ from alembic import context
 
 from enclave.registry import models  # noqa: F401 - registers every table on the metadata
 from enclave.registry.base import Base, get_engine
+from enclave.registry.models import UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(type_: str, obj, autogen_context):  # noqa: ANN001, ANN202
+    # Migrations must not import the models (they change later): render UTCDateTime as its impl.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
 
 
 def _url() -> str:
@@ -34,6 +42,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
             compare_type=True,
+            render_item=_render_item,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -10,8 +10,6 @@ import sqlalchemy as sa
 from alembic import op
 ${imports if imports else ""}
 
-import enclave.registry.models  # noqa: F401 - custom column types
-
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}

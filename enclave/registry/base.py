@@ -108,10 +108,10 @@ def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator
     session = factory()
     try:
         yield session
-        if readonly:
-            session.rollback()
-        else:
+        if not readonly:
             session.commit()
+        # A read-only session is simply closed: its transaction ends without expiring the
+        # objects read, so callers may use them after the block.
     except BaseException:
         session.rollback()
         raise

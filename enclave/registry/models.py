@@ -412,3 +412,35 @@ class AuditHead(Base):
 
 # --- release airlock (D2) ---
 # Engineer D2 adds release-side tables and columns below this line.
+
+
+class ReleaseSnapshot(Base):
+    """The immutable copy of a request's files taken at one submission (``airlock/<request>/r<round>``),
+    with the checksum of every file copied, evidence files included."""
+
+    __tablename__ = "release_snapshots"
+    __table_args__ = (UniqueConstraint("request_id", "round"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("release_requests.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(500))  # relative to the airlock zone
+    checksums: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # file name -> sha256
+    extract_version: Mapped[int | None] = mapped_column(Integer)  # the extract the gate recomputed from
+    taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StewardApproval(Base):
+    """An agency steward's decision on the outputs of a request that use the agency's data."""
+
+    __tablename__ = "steward_approvals"
+    __table_args__ = (UniqueConstraint("request_id", "round", "agency_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("release_requests.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    steward_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | reject
+    comments: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,15 +2,13 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 00:37:24.800791
+Create Date: 2026-11-26 00:37:29.827283
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-
-import enclave.registry.models  # noqa: F401 - custom column types
 
 revision = '0001'
 down_revision = None
@@ -60,7 +58,7 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=200), nullable=True),
     sa.Column('posix_uid', sa.Integer(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_people')),
     sa.UniqueConstraint('posix_uid', name=op.f('uq_people_posix_uid')),
     sa.UniqueConstraint('username', name=op.f('uq_people_username')),
@@ -69,7 +67,7 @@ def upgrade() -> None:
     op.create_table('person_roles',
     sa.Column('person_id', sa.Integer(), nullable=False),
     sa.Column('role', sa.String(length=32), nullable=False),
-    sa.Column('granted_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('granted_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_person_roles_person_id_people')),
     sa.PrimaryKeyConstraint('person_id', 'role', name=op.f('pk_person_roles'))
     )
@@ -81,8 +79,8 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('posix_gid', sa.Integer(), nullable=False),
     sa.Column('current_approval_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', enclave.registry.models.UTCDateTime(), nullable=False),
-    sa.Column('state_changed_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('state_changed_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['current_approval_id'], ['approvals.id'], name=op.f('fk_projects_current_approval_id_approvals'), use_alter=True),
     sa.ForeignKeyConstraint(['lead_id'], ['people.id'], name=op.f('fk_projects_lead_id_people')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_projects')),
@@ -121,8 +119,8 @@ def upgrade() -> None:
     sa.Column('end_date', sa.Date(), nullable=False),
     sa.Column('researchers', sa.JSON(), nullable=False),
     sa.Column('decision_note', sa.Text(), nullable=False),
-    sa.Column('submitted_at', enclave.registry.models.UTCDateTime(), nullable=False),
-    sa.Column('decided_at', enclave.registry.models.UTCDateTime(), nullable=True),
+    sa.Column('submitted_at', sa.DateTime(), nullable=False),
+    sa.Column('decided_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['previous_id'], ['applications.id'], name=op.f('fk_applications_previous_id_applications')),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_applications_project_id_projects')),
     sa.ForeignKeyConstraint(['submitted_by_id'], ['people.id'], name=op.f('fk_applications_submitted_by_id_people')),
@@ -137,7 +135,7 @@ def upgrade() -> None:
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('person_id', sa.Integer(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('declared_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('declared_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_conflicts_of_interest_person_id_people')),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_conflicts_of_interest_project_id_projects')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_conflicts_of_interest')),
@@ -150,7 +148,7 @@ def upgrade() -> None:
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('epsilon_total', sa.Float(), nullable=False),
     sa.Column('epsilon_spent', sa.Float(), nullable=False),
-    sa.Column('updated_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_dp_budgets_project_id_projects')),
     sa.PrimaryKeyConstraint('project_id', name=op.f('pk_dp_budgets'))
     )
@@ -160,9 +158,9 @@ def upgrade() -> None:
     sa.Column('author_id', sa.Integer(), nullable=False),
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('title', sa.String(length=200), nullable=False),
-    sa.Column('created_at', enclave.registry.models.UTCDateTime(), nullable=False),
-    sa.Column('submitted_at', enclave.registry.models.UTCDateTime(), nullable=True),
-    sa.Column('state_changed_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('submitted_at', sa.DateTime(), nullable=True),
+    sa.Column('state_changed_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['author_id'], ['people.id'], name=op.f('fk_release_requests_author_id_people')),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_release_requests_project_id_projects')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_release_requests'))
@@ -183,8 +181,8 @@ def upgrade() -> None:
     sa.Column('project_id', sa.Integer(), nullable=False),
     sa.Column('person_id', sa.Integer(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('granted_at', enclave.registry.models.UTCDateTime(), nullable=False),
-    sa.Column('ended_at', enclave.registry.models.UTCDateTime(), nullable=True),
+    sa.Column('granted_at', sa.DateTime(), nullable=False),
+    sa.Column('ended_at', sa.DateTime(), nullable=True),
     sa.Column('ended_reason', sa.String(length=200), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_workspace_entitlements_person_id_people')),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_workspace_entitlements_project_id_projects')),
@@ -208,7 +206,7 @@ def upgrade() -> None:
     sa.Column('expires_on', sa.Date(), nullable=False),
     sa.Column('researchers', sa.JSON(), nullable=False),
     sa.Column('notes', sa.Text(), nullable=False),
-    sa.Column('approved_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('approved_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_approvals_application_id_applications')),
     sa.ForeignKeyConstraint(['decided_by_id'], ['people.id'], name=op.f('fk_approvals_decided_by_id_people')),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_approvals_project_id_projects')),
@@ -224,7 +222,7 @@ def upgrade() -> None:
     sa.Column('epsilon', sa.Float(), nullable=False),
     sa.Column('release_request_id', sa.Integer(), nullable=True),
     sa.Column('description', sa.Text(), nullable=False),
-    sa.Column('spent_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('spent_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_dp_spends_project_id_projects')),
     sa.ForeignKeyConstraint(['release_request_id'], ['release_requests.id'], name=op.f('fk_dp_spends_release_request_id_release_requests')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dp_spends'))
@@ -253,7 +251,7 @@ def upgrade() -> None:
     sa.Column('path', sa.String(length=500), nullable=False),
     sa.Column('checksums', sa.JSON(), nullable=False),
     sa.Column('released_by_id', sa.Integer(), nullable=True),
-    sa.Column('released_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('released_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['released_by_id'], ['people.id'], name=op.f('fk_releases_released_by_id_people')),
     sa.ForeignKeyConstraint(['request_id'], ['release_requests.id'], name=op.f('fk_releases_request_id_release_requests')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_releases')),
@@ -267,7 +265,7 @@ def upgrade() -> None:
     sa.Column('decision', sa.String(length=16), nullable=False),
     sa.Column('comments', sa.Text(), nullable=False),
     sa.Column('file_decisions', sa.JSON(), nullable=False),
-    sa.Column('reviewed_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('reviewed_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['request_id'], ['release_requests.id'], name=op.f('fk_reviews_request_id_release_requests')),
     sa.ForeignKeyConstraint(['reviewer_id'], ['people.id'], name=op.f('fk_reviews_reviewer_id_people')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reviews')),
@@ -282,7 +280,7 @@ def upgrade() -> None:
     sa.Column('voter_id', sa.Integer(), nullable=False),
     sa.Column('choice', sa.String(length=16), nullable=False),
     sa.Column('comment', sa.Text(), nullable=False),
-    sa.Column('cast_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('cast_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_votes_application_id_applications')),
     sa.ForeignKeyConstraint(['voter_id'], ['people.id'], name=op.f('fk_votes_voter_id_people')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_votes')),
@@ -303,7 +301,7 @@ def upgrade() -> None:
     sa.Column('k_reached', sa.Integer(), nullable=True),
     sa.Column('rows', sa.Integer(), nullable=True),
     sa.Column('built_by_id', sa.Integer(), nullable=True),
-    sa.Column('built_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('built_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['approval_id'], ['approvals.id'], name=op.f('fk_extracts_approval_id_approvals')),
     sa.ForeignKeyConstraint(['built_by_id'], ['people.id'], name=op.f('fk_extracts_built_by_id_people')),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_extracts_project_id_projects')),
@@ -320,7 +318,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=32), nullable=False),
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('approval_id', sa.Integer(), nullable=True),
-    sa.Column('added_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('added_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['approval_id'], ['approvals.id'], name=op.f('fk_memberships_approval_id_approvals')),
     sa.ForeignKeyConstraint(['person_id'], ['people.id'], name=op.f('fk_memberships_person_id_people')),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_memberships_project_id_projects')),
@@ -337,7 +335,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('reasons', sa.JSON(), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
-    sa.Column('checked_at', enclave.registry.models.UTCDateTime(), nullable=False),
+    sa.Column('checked_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['file_id'], ['release_files.id'], name=op.f('fk_verdicts_file_id_release_files')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_verdicts'))
     )

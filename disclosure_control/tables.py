@@ -1,0 +1,214 @@
+"""A table (crosstab or pivot) computed with its per-cell statistics, and its cell verdicts.
+
+One pass of vectorised group statistics gives, for every published cell including the
+margins, the count, the contributors and the largest contributors; the rules in
+``frequency`` and ``magnitude`` then mark the disclosive cells. Both the researcher API
+and the gate build tables here, so what the researcher saw is what the gate recomputes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .frequency import primary_reasons
+from .magnitude import cell_stats, magnitude_reasons
+from .rules import RuleSet
+
+__all__ = ["TableResult", "build_table", "MARGINS_NAME", "AGGFUNCS"]
+
+MARGINS_NAME = "All"
+AGGFUNCS = {"count", "size", "sum", "mean", "median", "min", "max", "std", "var"}
+# Statistics whose cells are sums of contributions: dominance and p% apply.
+_MAGNITUDE = {"sum", "mean", "median", "std", "var", "min", "max"}
+
+
+@dataclass
+class TableResult:
+    published: pd.DataFrame   # the table as pandas computes it (before suppression)
+    counts: pd.DataFrame      # records per cell, same shape
+    reasons: pd.DataFrame     # '' or why a cell is disclosive, same shape
+    populations: dict         # cell label -> boolean row mask (only when asked)
+    aggfunc: str
+    margins: bool
+
+    @property
+    def disclosive(self) -> pd.DataFrame:
+        return self.reasons != ""
+
+
+def _margin_key(n_levels: int):
+    return MARGINS_NAME if n_levels == 1 else (MARGINS_NAME,) + ("",) * (n_levels - 1)
+
+
+def _frame_like(like: pd.DataFrame, fill) -> pd.DataFrame:
+    return pd.DataFrame(fill, index=like.index, columns=like.columns, dtype=object if isinstance(fill, str) else float)
+
+
+def build_table(
+    keys: pd.DataFrame,
+    index: list[str],
+    columns: list[str],
+    values: pd.Series | None,
+    aggfunc: str,
+    rules: RuleSet,
+    margins: bool = False,
+    want_populations: bool = False,
+) -> TableResult:
+    """Compute the table over ``keys`` (one column per grouping variable) and check it."""
+    aggfunc = aggfunc or ("count" if values is None else "sum")
+    if aggfunc not in AGGFUNCS:
+        raise ValueError(f"aggfunc {aggfunc!r} is not supported; use one of {sorted(AGGFUNCS)}")
+    if values is None and aggfunc not in ("count", "size"):
+        raise ValueError(f"aggfunc {aggfunc!r} needs values")
+    names = index + columns
+    valid = keys[names].notna().all(axis=1).to_numpy()  # pandas drops missing keys too
+    data = keys.loc[valid, names].reset_index(drop=True)
+    vals = None if values is None else pd.Series(np.asarray(values, dtype=float)[valid])
+    row_positions = np.flatnonzero(valid)
+
+    if values is None or aggfunc in ("count", "size"):
+        published = pd.crosstab([data[c] for c in index], [data[c] for c in columns] if columns else [pd.Series("count", index=data.index, name="")] , margins=margins, margins_name=MARGINS_NAME, dropna=False) if len(data) else pd.DataFrame()
+    else:
+        published = pd.crosstab([data[c] for c in index], [data[c] for c in columns] if columns else [pd.Series(values.name or "value", index=data.index, name="")],
+                                values=vals, aggfunc=aggfunc, margins=margins, margins_name=MARGINS_NAME, dropna=False) if len(data) else pd.DataFrame()
+    if published.empty:
+        raise ValueError("the table has no cells (no rows with all grouping values present)")
+
+    max_n = max([n for n, _ in rules.nk_rules] + [2])
+    counts = _frame_like(published, 0.0)
+    stat_frames = {name: _frame_like(published, np.nan) for name in ("contributors", "total", "abs_total", "negatives")}
+    tops = [_frame_like(published, 0.0) for _ in range(max_n)]
+    populations: dict = {}
+
+    col_keys = columns if columns else []
+    groupings = [(index, col_keys)]
+    if margins:
+        groupings += [([], col_keys), (index, []), ([], [])]
+    for row_vars, col_vars in groupings:
+        by = row_vars + col_vars
+        if by:
+            grouped = data.groupby(by, sort=False, observed=True)
+            ids = grouped.ngroup().to_numpy()
+            n_cells = int(ids.max()) + 1
+            first = pd.Series(np.arange(len(ids))).groupby(ids).first().to_numpy()
+            key_frame = data.iloc[first][by].reset_index(drop=True)
+        else:
+            ids = np.zeros(len(data), dtype=np.int64)
+            n_cells = 1
+            key_frame = pd.DataFrame(index=[0])
+        size = np.bincount(ids, minlength=n_cells).astype(float)
+        stats = cell_stats(ids, vals.to_numpy(), n_cells, max_n) if vals is not None else None
+        members = None
+        if want_populations:
+            order = np.argsort(ids, kind="stable")
+            members = np.split(row_positions[order], np.cumsum(size.astype(int))[:-1])
+        for cell in range(n_cells):
+            row = tuple(key_frame.loc[cell, v] for v in row_vars) if row_vars else None
+            col = tuple(key_frame.loc[cell, v] for v in col_vars) if col_vars else None
+            r = (row[0] if len(index) == 1 else row) if row_vars else _margin_key(len(index))
+            if columns:
+                c = (col[0] if len(columns) == 1 else col) if col_vars else _margin_key(len(columns))
+            else:
+                c = published.columns[0]
+            if r not in counts.index or c not in counts.columns:
+                continue
+            counts.at[r, c] = size[cell]
+            if stats is not None:
+                stat_frames["contributors"].at[r, c] = stats.contributors[cell]
+                stat_frames["total"].at[r, c] = stats.total[cell]
+                stat_frames["abs_total"].at[r, c] = stats.abs_total[cell]
+                stat_frames["negatives"].at[r, c] = stats.negatives[cell]
+                for j in range(max_n):
+                    tops[j].at[r, c] = stats.top[cell, j]
+            if want_populations:
+                populations[(r, c)] = members[cell]
+    reasons = _frame_like(published, "")
+    reasons.loc[:, :] = primary_reasons(counts.to_numpy(), rules)
+    if values is not None and aggfunc in _MAGNITUDE:
+        from .magnitude import CellStats
+
+        flat = CellStats(
+            contributors=np.nan_to_num(stat_frames["contributors"].to_numpy().ravel()).astype(int),
+            total=np.nan_to_num(stat_frames["total"].to_numpy().ravel()),
+            abs_total=np.nan_to_num(stat_frames["abs_total"].to_numpy().ravel()),
+            top=np.stack([t.to_numpy().ravel() for t in tops], axis=1),
+            negatives=np.nan_to_num(stat_frames["negatives"].to_numpy().ravel()).astype(int),
+        )
+        mag = magnitude_reasons(flat, rules).reshape(counts.shape)
+        base = reasons.to_numpy()
+        merged = np.where(base == "", mag, np.where(mag == "", base, base + "; " + mag))
+        reasons.loc[:, :] = merged
+        if aggfunc in ("min", "max"):
+            reasons.loc[:, :] = np.where(reasons.to_numpy() == "", f"{aggfunc} reveals one record's value (top/bottom-code first)",
+                                         reasons.to_numpy() + f"; {aggfunc} reveals one record's value")
+        if aggfunc == "median":
+            few = stat_frames["contributors"].to_numpy() < rules.quantile_min_contributors
+            reasons.loc[:, :] = np.where(few & (reasons.to_numpy() == ""), "quantile from too few contributors", reasons.to_numpy())
+    return TableResult(published=published, counts=counts, reasons=reasons, populations=populations,
+                       aggfunc=aggfunc, margins=margins)
+
+
+def is_margin(label) -> bool:
+    return label == MARGINS_NAME or (isinstance(label, tuple) and len(label) > 0 and label[0] == MARGINS_NAME)
+
+
+def round_counts(published: pd.DataFrame, rules: RuleSet, margins: bool) -> pd.DataFrame:
+    """Rounded counts; margins are recomputed from the rounded cells (never rounded totals)."""
+    from .frequency import apply_rounding
+
+    out = published.astype(float).copy()
+    rows = [r for r in out.index if not is_margin(r)]
+    cols = [c for c in out.columns if not is_margin(c)]
+    out.loc[rows, cols] = apply_rounding(out.loc[rows, cols].to_numpy(), rules)
+    if margins:
+        inner = out.loc[rows, cols]
+        margin_rows = [r for r in out.index if is_margin(r)]
+        margin_cols = [c for c in out.columns if is_margin(c)]
+        for c in margin_cols:
+            out.loc[rows, c] = inner.sum(axis=1, min_count=0).to_numpy()
+        for r in margin_rows:
+            out.loc[r, cols] = inner.sum(axis=0).to_numpy()
+            for c in margin_cols:
+                out.loc[r, c] = np.nansum(inner.to_numpy())
+    return out
+
+
+def interior_cells(frame: pd.DataFrame, index: list[str], columns: list[str]) -> tuple[pd.DataFrame, list[tuple]]:
+    """Long table of the interior cells (dims..., value) and their (row, col) labels."""
+    records, labels = [], []
+    for r in frame.index:
+        if is_margin(r):
+            continue
+        rk = r if isinstance(r, tuple) else (r,)
+        for c in frame.columns:
+            if is_margin(c):
+                continue
+            ck = (c if isinstance(c, tuple) else (c,)) if columns else ()
+            records.append(dict(zip(index + columns, [str(v) for v in rk + ck]), value=float(frame.at[r, c])))
+            labels.append((r, c))
+    return pd.DataFrame(records), labels
+
+
+def cube_key(r, c, index: list[str], columns: list[str]) -> tuple:
+    from .suppression import TOTAL
+
+    rk = tuple(TOTAL for _ in index) if is_margin(r) else tuple(str(v) for v in (r if isinstance(r, tuple) else (r,)))
+    if not columns:
+        return rk
+    ck = tuple(TOTAL for _ in columns) if is_margin(c) else tuple(str(v) for v in (c if isinstance(c, tuple) else (c,)))
+    return rk + ck
+
+
+def cell_label(r, c, index: list[str], columns: list[str]) -> dict:
+    out = {}
+    for names, key in ((index, r), (columns, c)):
+        if not names:
+            continue
+        if is_margin(key):
+            out.update({n: MARGINS_NAME for n in names})
+        else:
+            key = key if isinstance(key, tuple) else (key,)
+            out.update({n: (v.item() if hasattr(v, "item") else v) for n, v in zip(names, key)})
+    return out

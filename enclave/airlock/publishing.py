@@ -1,0 +1,196 @@
+"""Release of an approved request: copy its outputs out of the airlock into
+``releases/<project>/<request>/`` with checksums, enter them in the differencing ledger and
+record the project's differential-privacy spend, all audited.
+
+The copy is built in a hidden folder and renamed into place before the registry commits; a
+folder left by a crash before the commit is replaced by the next attempt.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from typing import Any
+
+from sqlalchemy import select
+
+from enclave import audit
+from enclave.airlock import loading
+from enclave.airlock import permissions as who
+from enclave.airlock import policies as when
+from enclave.airlock import snapshot as snap
+from enclave.airlock.errors import AirlockError, Refused, require
+from enclave.airlock.faults import crash_point
+from enclave.airlock.requests import require_intact_snapshot, tamper_alarm
+from enclave.airlock.states import RequestState
+from enclave.registry.base import ensure_schema, session_scope
+from enclave.registry.models import DPBudget, DPSpend, Release
+from enclave.settings import get_settings
+
+CHECKSUMS_FILE = "SHA256SUMS"
+LEDGER_FILE = "ledger.sqlite"
+
+
+def ledger_path() -> Path:
+    """The differencing ledger of everything ever released (``releases/ledger.sqlite``)."""
+    return get_settings().releases / LEDGER_FILE
+
+
+def _epsilon_of(evidence: dict[str, Any] | None) -> float:
+    """Privacy budget an output spent, as its evidence records it (0 for non-DP outputs)."""
+    if not isinstance(evidence, dict):
+        return 0.0
+    for holder in (evidence, evidence.get("dp") or {}, evidence.get("options") or {}):
+        if isinstance(holder, dict) and isinstance(holder.get("epsilon"), (int, float)):
+            return float(holder["epsilon"])
+    return 0.0
+
+
+def _populations(verdict: Any, prefix: str) -> list:
+    """The released cells of one gate verdict as ledger populations (record positions, never values).
+
+    Output ids are only unique within a request, so the ledger stores them as
+    ``<project>/<request>/<output id>``: two researchers' ``table1`` are still compared.
+    """
+    from disclosure_control.differencing import Population
+
+    p = getattr(verdict, "populations", None) or {}
+    if not p:
+        return []
+    return [Population(prefix + verdict.output_id, label, p["dataset"], p["table"], p["n_table_rows"],
+                       np.asarray(members, dtype=np.int64)) for label, members in p["cells"].items()]
+
+
+def _recheck(session, req, facts, folder: Path) -> list:
+    """Run the gate again on the snapshot, now, against everything released since the check.
+
+    Two requests approved side by side could each pass alone and together difference each
+    other: an output that passed at its check and fails now, or any output whose cells now
+    difference against released ones, is refused. Returns the populations to enter in the ledger.
+    """
+    from disclosure_control import differencing
+
+    from enclave.airlock.checking import _rules_for, dataset_id, extract_loader, gate_file
+    from enclave.airlock.requests import extract_for_round
+
+    settings = get_settings()
+    extract = extract_for_round(session, req)
+    loader = extract_loader(settings.extracts / extract.path, extract.manifest)
+    proj = loading.project(session, facts.project)
+    rules = _rules_for(session, proj)
+    ledger = differencing.Ledger(ledger_path())
+    dataset = dataset_id(facts.project, extract.version)
+    prefix = f"{facts.project}/{req.id}/"
+    populations = []
+    for output in facts.outputs:
+        verdict = gate_file(folder, output.name, loader, rules, None, dataset)
+        pops = _populations(verdict, prefix)
+        # Cells this very request entered before a crash interrupted its release are not an attack.
+        hits = [h for h in ledger.attacks(pops, rules.threshold) if not h.released_output.startswith(prefix)]
+        if hits:
+            raise Refused("no_differencing_at_release", f"{output.name}: " + hits[0].reason())
+        if output.verdict == "pass" and verdict.status != "pass":
+            raise Refused("still_passes_at_release",
+                          f"{output.name} passed its check but now fails: " + "; ".join(verdict.reasons[:3]))
+        populations += pops
+    return populations
+
+
+def release(username: str | None, request_id: int, *, url: str | None = None) -> Path:
+    """Release an approved request; returns the folder the outputs were published in."""
+    url = ensure_schema(url)
+    settings = get_settings()
+    with tamper_alarm(url, username), session_scope(url) as session:
+        person, actor = loading.actor(session, username)
+        req = loading.request(session, request_id)
+        facts = loading.facts(session, req)
+        require(who.may_release_request, actor, facts)
+        require(when.request_is_approved, facts)
+        require(when.project_is_active, facts)
+        if not when.ready_for_approval(facts, settings.reviewers_required):
+            raise Refused("ready_for_approval", when.ready_for_approval.__doc__.strip())
+        require_intact_snapshot(session, req, facts.project)
+        if session.scalars(select(Release).where(Release.request_id == req.id)).first() is not None:
+            raise Refused("not_yet_released", f"request {request_id} was already released")
+
+        round_ = facts.extra["round"]
+        record = loading.snapshot(session, req.id, round_)
+        source = settings.airlock / record.path
+        populations = _recheck(session, req, facts, source)
+        project_dir = settings.releases / facts.project
+        project_dir.mkdir(parents=True, exist_ok=True)
+        dest = project_dir / str(req.id)
+        if dest.exists():  # a copy from an attempt that crashed before its commit: never recorded, redo it
+            snap._remove_tree(dest)
+        tmp = project_dir / f".tmp-{req.id}-{uuid.uuid4().hex}"
+        tmp.mkdir(mode=0o755)
+        checksums: dict[str, str] = {}
+        outputs: list[tuple[str, Path, dict | None]] = []
+        epsilon = 0.0
+        try:
+            for f in sorted(req.files, key=lambda f: f.name):
+                src = source / f.name
+                shutil.copyfile(src, tmp / f.name, follow_symlinks=False)
+                digest = snap.sha256_file(tmp / f.name)
+                if digest != record.checksums.get(f.name):
+                    raise Refused("snapshot_is_intact", f"{f.name} changed while being released")
+                checksums[f.name] = digest
+                evidence_file = source / snap.evidence_name(f.name)
+                evidence = json.loads(evidence_file.read_text()) if evidence_file.is_file() else None
+                outputs.append((f.name, tmp / f.name, evidence))
+                epsilon += _epsilon_of(evidence)
+            (tmp / CHECKSUMS_FILE).write_text("".join(f"{d}  {n}\n" for n, d in sorted(checksums.items())))
+            for p in tmp.iterdir():
+                os.chmod(p, 0o444)
+            os.chmod(tmp, 0o555)
+            os.rename(tmp, dest)
+        except BaseException:
+            snap._remove_tree(tmp)
+            raise
+        crash_point("release.after_copy")
+
+        proj = loading.project(session, facts.project)
+        if epsilon > 0:
+            budget = session.get(DPBudget, proj.id)
+            if budget is None:
+                raise Refused("dp_budget_exists", f"project {facts.project} has no DP budget but its outputs spent epsilon")
+            if budget.epsilon_spent + epsilon > budget.epsilon_total + 1e-12:
+                raise Refused("dp_budget_not_exceeded",
+                              f"releasing would bring the DP spend to {budget.epsilon_spent + epsilon:g} of {budget.epsilon_total:g}")
+            budget.epsilon_spent += epsilon
+            budget.updated_at = dt.datetime.now(dt.UTC)
+            session.add(DPSpend(project_id=proj.id, epsilon=epsilon, release_request_id=req.id,
+                                description=f"release of request {req.id}"))
+        # The ledger is outside the registry transaction: entered before the commit, so a crash
+        # here can only leave extra cells in it, which makes later checks stricter, never looser.
+        from disclosure_control import differencing
+
+        entered = differencing.Ledger(ledger_path()).record(populations)
+        session.add(Release(request_id=req.id, path=f"{facts.project}/{req.id}", checksums=checksums,
+                            released_by_id=person.id))
+        req.state = RequestState.released.value
+        req.state_changed_at = dt.datetime.now(dt.UTC)
+        audit.append(session, actor=person.username, action="release.released", project=facts.project,
+                     subject=f"request:{req.id}",
+                     details={"round": round_, "checksums": checksums, "ledger_cells": entered, "epsilon": epsilon})
+        return dest
+
+
+def verify_release(folder: Path) -> list[str]:
+    """Files of a released folder whose checksum no longer matches ``SHA256SUMS`` (empty when intact)."""
+    bad = []
+    lines = (Path(folder) / CHECKSUMS_FILE).read_text().splitlines()
+    for line in lines:
+        digest, name = line.split("  ", 1)
+        path = Path(folder) / name
+        if not path.is_file() or snap.sha256_file(path) != digest:
+            bad.append(name)
+    return bad
+
+
+__all__ = ["release", "verify_release", "ledger_path", "AirlockError"]

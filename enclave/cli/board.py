@@ -1,0 +1,255 @@
+"""``enclave board``: the governing board and the registry's admins.
+
+The caller is ENCLAVE_USER; every command is one audited transaction.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from enclave import people
+from enclave.board import demo, service
+from enclave.board import permissions as who
+from enclave.board.console import caller, checked, fail, out, run
+from enclave.board.requests import Conditions, load_yaml
+from enclave.board.states import ApplicationState
+from enclave.registry.base import ensure_schema, session_scope
+from enclave.registry.models import Application, Person, Source
+
+app = typer.Typer(no_args_is_help=True)
+people_app = typer.Typer(no_args_is_help=True, help="Admins: accounts and roles.")
+sources_app = typer.Typer(no_args_is_help=True, help="Admins: agencies, sources and their stewards.")
+app.add_typer(people_app, name="people")
+app.add_typer(sources_app, name="sources")
+
+
+# ---------------------------------------------------------------- set-up
+@app.command()
+def init(admin: str = typer.Option(..., help="Username of the first admin."),
+         name: str = typer.Option(..., help="Full name of the first admin.")) -> None:
+    """Create (or upgrade) the registry and its first admin."""
+    url = ensure_schema()
+    try:
+        with session_scope(url) as session:
+            people.bootstrap_admin(session, admin, name)
+    except Exception as error:  # noqa: BLE001 - shown as one line
+        fail(str(error))
+    out.print(f"registry ready; admin [bold]{admin}[/] created")
+
+
+@app.command("demo")
+def demo_command(definitions: Path = typer.Option(None, help="Source definitions folder (default: linkage's)."),
+                 projects: bool = typer.Option(True, help="Also take the two demo projects through the board.")) -> None:
+    """Seed the demo accounts and sources, and approve the two demo projects (idempotent)."""
+    seeded = run(lambda s: demo.seed(s, definitions))
+    out.print(f"people created: {', '.join(seeded['people']) or 'none'}; sources registered: {len(seeded['sources'])}")
+    if projects:
+        approved = run(demo.approve_demo_projects)
+        out.print(f"demo projects approved: {', '.join(approved) or 'already approved'}")
+
+
+# ---------------------------------------------------------------- people and sources
+@people_app.command("add")
+def people_add(username: str, name: str = typer.Option(...), role: list[str] = typer.Option(..., help="Repeat for several roles."),
+               email: str = typer.Option(None)) -> None:
+    """Add a person with one or more roles."""
+    person = run(lambda s: people.add_person(s, caller(), username, name, role, email))
+    out.print(f"added {person.username} (uid {person.posix_uid}) with roles {', '.join(sorted(person.role_names))}")
+
+
+@people_app.command("grant")
+def people_grant(username: str, role: str) -> None:
+    """Grant a role."""
+    run(lambda s: people.grant_role(s, caller(), username, role))
+    out.print(f"{username} now holds {role}")
+
+
+@people_app.command("revoke-role")
+def people_revoke_role(username: str, role: str) -> None:
+    """Remove a role."""
+    run(lambda s: people.revoke_role(s, caller(), username, role))
+    out.print(f"{username} no longer holds {role}")
+
+
+@people_app.command("disable")
+def people_disable(username: str) -> None:
+    """Disable an account (it keeps its uid; all access ends)."""
+    run(lambda s: people.set_active(s, caller(), username, False))
+    out.print(f"{username} disabled")
+
+
+@people_app.command("enable")
+def people_enable(username: str) -> None:
+    """Re-enable an account."""
+    run(lambda s: people.set_active(s, caller(), username, True))
+    out.print(f"{username} enabled")
+
+
+@people_app.command("list")
+def people_list() -> None:
+    """Everyone in the registry with their roles."""
+    def _rows(session):
+        who.check_active(people.get_person(session, caller()))
+        return [(p.username, p.name, ", ".join(sorted(p.role_names)), str(p.posix_uid), "yes" if p.active else "no")
+                for p in session.scalars(select(Person).order_by(Person.username))]
+    table = Table("username", "name", "roles", "uid", "active")
+    for row in run(_rows, readonly=True):
+        table.add_row(*row)
+    out.print(table)
+
+
+@sources_app.command("add")
+def sources_add(name: str, agency: str = typer.Option(...), domain: str = typer.Option(""),
+                steward: list[str] = typer.Option([], help="Steward username; repeat for several.")) -> None:
+    """Register or update a source, its agency and its stewards."""
+    run(lambda s: people.register_source(s, caller(), name, agency, domain=domain, stewards=steward))
+    out.print(f"source {name} registered")
+
+
+@sources_app.command("sync")
+def sources_sync(definitions: Path = typer.Option(None, help="Folder of source definition YAML files."),
+                 steward: str = typer.Option(None, help="Username to make steward of every source.")) -> None:
+    """Register every source described by the source definitions."""
+    directory = definitions or demo.default_definitions_dir()
+    if not directory.is_dir():
+        fail(f"{directory}: no such folder")
+    def _sync(session):
+        mapping = None
+        if steward:
+            mapping = {}
+            for path in directory.glob("*.yaml"):
+                import yaml
+                name = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("steward")
+                if name:
+                    mapping[name] = steward
+        return people.register_sources_from_definitions(session, caller(), directory, mapping)
+    names = run(_sync)
+    out.print(f"{len(names)} sources registered: {', '.join(names)}")
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """Registered sources with their agency and stewards."""
+    def _rows(session):
+        return [(s.name, s.agency.name, s.domain, ", ".join(st.person.username for st in s.stewards))
+                for s in session.scalars(select(Source).order_by(Source.name))]
+    table = Table("source", "agency", "domain", "stewards")
+    for row in run(_rows, readonly=True):
+        table.add_row(*row)
+    out.print(table)
+
+
+# ---------------------------------------------------------------- applications and votes
+@app.command("list")
+def list_applications(state: str = typer.Option(None, help="Only applications in this state (default: open ones).")) -> None:
+    """Applications before the board."""
+    states = [state] if state else [ApplicationState.submitted.value, ApplicationState.under_review.value]
+    def _rows(session):
+        who.check_is_board_member(people.get_person(session, caller()))
+        rows = []
+        for a in session.scalars(select(Application).where(Application.state.in_(states)).order_by(Application.id)):
+            t = service.tally(session, a)
+            rows.append((str(a.id), a.project.slug, a.kind, a.state, a.submitted_by.username,
+                         f"{t.approve}/{t.reject}/{t.changes}", str(t.counted), a.submitted_at.date().isoformat()))
+        return rows
+    table = Table("id", "project", "kind", "state", "applicant", "approve/reject/changes", "counted", "submitted")
+    for row in run(_rows, readonly=True):
+        table.add_row(*row)
+    out.print(table)
+
+
+@app.command("show")
+def show_application(application_id: int) -> None:
+    """One application: the request, votes and the tally under the current quorum."""
+    def _show(session):
+        application = service.get_application(session, application_id)
+        who.check_can_view_project(people.get_person(session, caller()), application.project)
+        t = service.tally(session, application)
+        out.print(f"[bold]application {application.id}[/] ({application.kind}) for project [bold]{application.project.slug}[/]: "
+                  f"{application.state}")
+        for label, value in (("title", application.project.title), ("purpose", application.purpose),
+                             ("use case", application.use_case), ("researchers", ", ".join(application.researchers)),
+                             ("sources", ", ".join(application.sources)), ("variables", application.variables),
+                             ("cohort", application.cohort), ("k", application.k), ("DP epsilon", application.dp_epsilon),
+                             ("dates", f"{application.start_date} to {application.end_date}")):
+            out.print(f"  {label}: {value}", highlight=False)
+        for v in application.votes:
+            out.print(f"  vote: {v.voter.username} {v.choice} {v.comment}", highlight=False)
+        out.print(f"  tally: {t.approve} approve, {t.reject} reject, {t.changes} changes; {t.counted} counted "
+                  f"({t.not_counted} recused), quorum {t.quorum}, majority > {t.majority}: "
+                  f"{t.outcome.value if t.outcome else 'no quorum yet'}", highlight=False)
+    run(_show, readonly=True)
+
+
+@app.command("open")
+def open_review(application_id: int) -> None:
+    """Put a submitted application before the board."""
+    run(lambda s: service.open_review(s, caller(), application_id))
+    out.print(f"application {application_id} is under review")
+
+
+@app.command()
+def vote(application_id: int, choice: str = typer.Argument(..., help="approve, reject or changes"),
+         comment: str = typer.Option("", help="Reason, kept with the vote.")) -> None:
+    """Cast your vote (once) on an application under review."""
+    run(lambda s: service.vote(s, caller(), application_id, choice, comment))
+    out.print(f"vote recorded: {choice} on application {application_id}")
+
+
+@app.command()
+def conflict(project: str, reason: str = typer.Option(...), member: str = typer.Option(None, help="Admins: on behalf of this member.")) -> None:
+    """Declare a conflict of interest on a project (you are recused from it)."""
+    run(lambda s: service.declare_conflict(s, caller(), project, reason, member))
+    out.print(f"conflict of interest on {project} recorded; {member or caller()} is recused")
+
+
+@app.command()
+def decide(application_id: int, conditions: Path = typer.Option(None, help="YAML of approval conditions (narrowing only)."),
+           note: str = typer.Option("", help="Decision note kept with the application.")) -> None:
+    """Close the vote: approve with conditions, reject or request changes, as the counted votes carry."""
+    parsed = checked(lambda: load_yaml(Conditions, conditions)) if conditions else None
+    decision = run(lambda s: service.decide(s, caller(), application_id, parsed, note))
+    t = decision.tally
+    out.print(f"application {application_id}: [bold]{decision.outcome.value}[/] "
+              f"({t.approve} approve, {t.reject} reject, {t.changes} changes of {t.counted} counted)")
+    if decision.approval is not None:
+        a = decision.approval
+        out.print(f"  conditions: sources {a.sources}; k {a.k}; DP epsilon {a.dp_epsilon}; expires {a.expires_on}", highlight=False)
+
+
+# ---------------------------------------------------------------- project standing
+@app.command()
+def suspend(project: str, reason: str = typer.Option(...)) -> None:
+    """Suspend an approved project: its workspaces close at once."""
+    run(lambda s: service.suspend(s, caller(), project, reason))
+    out.print(f"project {project} suspended")
+
+
+@app.command()
+def reinstate(project: str, reason: str = typer.Option(...)) -> None:
+    """Lift a suspension."""
+    run(lambda s: service.reinstate(s, caller(), project, reason))
+    out.print(f"project {project} reinstated")
+
+
+@app.command()
+def revoke(project: str, reason: str = typer.Option(...)) -> None:
+    """Revoke a project for good."""
+    run(lambda s: service.revoke(s, caller(), project, reason))
+    out.print(f"project {project} revoked")
+
+
+@app.command()
+def expire(project: str = typer.Argument(None, help="One project; default: every project past its end date.")) -> None:
+    """Expire projects past their end date (access already ends on that date; this records it)."""
+    if project:
+        run(lambda s: service.expire(s, caller(), project))
+        out.print(f"project {project} expired")
+        return
+    expired = run(lambda s: service.expire_due(s, caller()))
+    out.print(f"expired: {', '.join(expired) or 'none due'}")
+
+

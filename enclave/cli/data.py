@@ -1,0 +1,168 @@
+"""``enclave data``: synthetic agency data, source definitions, ingest into the vault."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True)
+sources_app = typer.Typer(no_args_is_help=True, help="List and validate source definitions.")
+app.add_typer(sources_app, name="sources")
+console = Console()
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False)
+
+
+@app.command()
+def synth(
+    people: int = typer.Option(10_000, "--people", "-n", help="Size of the synthetic population."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same files."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (one file per source + ground_truth.csv)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with SynthConfig fields (error rates, participation, ...)."),
+    chunk_people: int | None = typer.Option(None, "--chunk-people", help="People per chunk (bounds memory)."),
+) -> None:
+    """Generate synthetic agency files for all ten domains, with a ground-truth file."""
+    from pydantic import ValidationError
+
+    from linkage.synth import SynthConfig, generate
+
+    try:
+        overrides = {"people": people, "seed": seed, "chunk_people": chunk_people}
+        cfg = SynthConfig.from_yaml(config, **overrides) if config else SynthConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, OSError) as exc:
+        err.print(f"[red]bad synth configuration[/red]: {exc}")
+        raise typer.Exit(2) from None
+    with _progress() as progress:
+        task = progress.add_task(f"synth {people:,} people", total=-(-cfg.people // cfg.chunk_people))
+        counts = generate(cfg, out, progress=lambda done, total: progress.update(task, completed=done))
+    table = Table("file", "rows", title=f"synthetic IDS in {out}")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+@sources_app.command("list")
+def sources_list(directory: Path | None = typer.Option(None, "--dir", help="Definitions directory (default: shipped ones).")) -> None:
+    """List the declared agency sources."""
+    from linkage.sources import SourceDefinitionError, load_definitions
+
+    try:
+        defs = load_definitions(directory)
+    except SourceDefinitionError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table("source", "domain", "agency", "format", "roles", "content columns")
+    for d in defs.values():
+        table.add_row(d.name, d.domain, d.agency, d.format, ", ".join(d.roles), str(len(d.content)))
+    console.print(table)
+
+
+@sources_app.command("validate")
+def sources_validate(paths: list[Path] = typer.Argument(None, help="YAML files or directories (default: shipped definitions).")) -> None:
+    """Validate definitions; each error names the file and the key."""
+    from linkage.sources import DEFAULT_DEFINITIONS_DIR, SourceDefinitionError, load_definition
+
+    files: list[Path] = []
+    for p in paths or [DEFAULT_DEFINITIONS_DIR]:
+        files += sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+    failed = 0
+    for f in files:
+        try:
+            d = load_definition(f)
+            console.print(f"[green]ok[/green] {f.name} ({d.domain})")
+        except SourceDefinitionError as exc:
+            failed += 1
+            err.print(f"[red]invalid[/red] {exc}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_result(result, console_: Console) -> None:
+    from linkage.ingest import IngestResult
+
+    assert isinstance(result, IngestResult)
+    if result.already_deposited:
+        console_.print(f"[yellow]{result.file}[/yellow]: already deposited as {result.source}/{result.deposit_id} (same sha256): nothing to do")
+        return
+    table = Table("outcome", "rows", title=f"{result.source} <- {result.file} (deposit {result.deposit_id})")
+    table.add_row("read", f"{result.rows_read:,}")
+    table.add_row("[green]accepted[/green]", f"{result.rows_accepted:,}")
+    table.add_row("[red]quarantined[/red]", f"{result.rows_quarantined:,}")
+    for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  quarantined: {reason}", f"{count:,}")
+    for what, count in sorted(result.cleaned.items()):
+        table.add_row(f"  cleaned: {what}", f"{count:,}")
+    console_.print(table)
+
+
+def _ingest_one(source: str, file: Path, chunk_rows: int, definitions_dir: Path | None):
+    from enclave.settings import get_settings
+    from linkage.ingest import ingest_file
+    from linkage.sources import get_definition
+
+    definition = get_definition(source, definitions_dir)
+    return ingest_file(definition, file, get_settings().vault, chunk_rows=chunk_rows)
+
+
+@app.command()
+def ingest(
+    source: str = typer.Argument(..., help="Source name (see `enclave data sources list`)."),
+    file: Path = typer.Argument(..., help="The deposited file (CSV or Parquet as the definition says)."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows validated per chunk (bounds memory)."),
+    definitions_dir: Path | None = typer.Option(None, "--definitions", help="Definitions directory (default: shipped ones)."),
+) -> None:
+    """Validate FILE against SOURCE's definition and deposit it into the vault."""
+    from linkage.ingest_read import FileRejected
+    from linkage.sources import SourceDefinitionError, UnknownSource
+
+    try:
+        result = _ingest_one(source, file, chunk_rows, definitions_dir)
+    except (FileRejected, UnknownSource, SourceDefinitionError) as exc:
+        err.print(f"[red]rejected[/red]: {exc}")
+        raise typer.Exit(1) from None
+    _print_result(result, console)
+
+
+@app.command("ingest-dir")
+def ingest_dir(
+    directory: Path = typer.Argument(..., help="A folder of agency files named <source>.csv|.parquet (e.g. synth output)."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows"),
+    definitions_dir: Path | None = typer.Option(None, "--definitions"),
+) -> None:
+    """Ingest every file of DIR whose name is a declared source; stops at the first rejected file."""
+    from linkage.ingest_read import FileRejected
+    from linkage.sources import SourceDefinitionError, load_definitions
+
+    try:
+        defs = load_definitions(definitions_dir)
+    except SourceDefinitionError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    files = [p for p in sorted(directory.iterdir()) if p.is_file() and p.stem in defs and p.suffix == f".{defs[p.stem].format}"]
+    ignored = [p.name for p in sorted(directory.iterdir()) if p.is_file() and p not in files and not p.name.startswith(".")]
+    if not files:
+        err.print(f"[red]no source files in {directory}[/red] (expected names like births.csv)")
+        raise typer.Exit(1)
+    if ignored:
+        err.print(f"not a declared source, skipped: {', '.join(ignored)}")
+    failed = 0
+    with _progress() as progress:
+        task = progress.add_task("ingest", total=len(files))
+        for f in files:
+            progress.update(task, description=f"ingest {f.name}")
+            try:
+                result = _ingest_one(f.stem, f, chunk_rows, definitions_dir)
+            except FileRejected as exc:
+                failed += 1
+                err.print(f"[red]rejected[/red]: {exc}")
+            else:
+                _print_result(result, console)
+            progress.advance(task)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,17 @@
+"""OAuthenticator's GenericOAuthenticator, plus the enclave's server API restrictions.
+
+The identity provider proves who a person is (the local development provider or the city's);
+what they may open comes from the registry, checked by the spawner at every start.
+"""
+from __future__ import annotations
+
+from oauthenticator.generic import GenericOAuthenticator
+
+from hub_config.handlers import SERVER_API_ROUTE, WorkspaceServerAPIHandler
+
+
+class EnclaveOAuthenticator(GenericOAuthenticator):
+    """GenericOAuthenticator whose handlers also replace the server REST API (authenticator handlers come first)."""
+
+    def get_handlers(self, app):  # noqa: ANN001, ANN201 - JupyterHub API
+        return [(SERVER_API_ROUTE, WorkspaceServerAPIHandler), *super().get_handlers(app)]

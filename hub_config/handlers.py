@@ -1,0 +1,29 @@
+"""The hub's server REST API with the enclave's restrictions on top.
+
+JupyterHub 6 lets a user rename a named server and replace its ``user_options`` (PATCH), and
+create server records under any name (PUT). A workspace is identified by its project alone, so
+PATCH is refused, PUT is refused, and a start request may carry no options. The handler is
+served ahead of JupyterHub's own through ``EnclaveOAuthenticator.get_handlers``.
+"""
+from __future__ import annotations
+
+from jupyterhub.apihandlers.users import UserServerAPIHandler
+from tornado import web
+
+SERVER_API_ROUTE = r"/api/users/([^/]+)/servers/([^/]*)"
+
+
+class WorkspaceServerAPIHandler(UserServerAPIHandler):
+    """Start (POST), read (GET) and stop (DELETE) as upstream; no PUT, no PATCH, no user_options."""
+
+    async def patch(self, user_name: str, server_name: str = "") -> None:
+        raise web.HTTPError(403, "Workspaces are named after their project: renaming and changing options are disabled.")
+
+    async def put(self, user_name: str, server_name: str = "") -> None:
+        raise web.HTTPError(403, "Workspaces are created by starting a project's workspace, not by name.")
+
+    async def post(self, user_name: str, server_name: str = "") -> None:
+        body = self.get_server_json_body() or {}
+        if body.get("user_options"):
+            raise web.HTTPError(400, "A workspace takes no options: it is defined by its project's approval.")
+        await super().post(user_name, server_name)

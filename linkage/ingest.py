@@ -1,0 +1,335 @@
+"""Ingest one agency file into the vault: validate every row against the source
+definition, split identifiers from content at once, quarantine rejected rows with
+their reasons. Streaming in chunks; all-or-nothing on disk (staging directory, then
+``os.replace`` of each file, the deposit manifest last).
+
+Vault layout (docs/INTERFACES.md): deposits/, identifiers/, content/, relationships/,
+quarantine/, each with one folder per source and one file per deposit.
+
+Formula injection: a text cell starting with = + - @ (or tab / CR) is *rejected*
+(the row is quarantined), not neutralised. No agency field legitimately starts with these
+characters, so such a value is an error or an attack, and silently rewriting it would
+change the data. In the quarantine CSV (which stewards open in spreadsheets) every such
+cell is neutralised with a leading apostrophe (the OWASP recommendation).
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock
+
+from .ingest_read import FileRejected, inspect_bytes, read_csv_chunks, read_parquet_chunks
+from .ingest_validate import FORMULA_PREFIX, validate_chunk
+from .sources import STANDARD_FIELDS, SUBJECT_ROLE, SourceDefinition
+from .synth.pools import load_neighbourhoods
+
+__all__ = ["FileRejected", "IngestResult", "ingest_file", "DEFAULT_CHUNK_ROWS"]
+
+DEFAULT_CHUNK_ROWS = 50_000
+DEPOSIT_ID_CHARS = 16
+
+IDENTIFIER_SCHEMA = pa.schema(
+    [("record_key", pa.string()), ("source", pa.string()), ("source_record_id", pa.string()), ("role", pa.string())]
+    + [(f, pa.string()) for f in STANDARD_FIELDS]
+)
+RELATIONSHIP_SCHEMA = pa.schema([("record_key_from", pa.string()), ("record_key_to", pa.string()), ("relation", pa.string())])
+_ARROW_TYPES = {"integer": pa.int64(), "float": pa.float64(), "date": pa.date32(), "boolean": pa.bool_()}
+
+
+@dataclass
+class IngestResult:
+    source: str
+    file: str
+    sha256: str
+    deposit_id: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    cleaned: Counter = field(default_factory=Counter)
+    blank_lines: int = 0
+    already_deposited: bool = False
+    largest_chunk_rows: int = 0
+    manifest_path: str = ""
+
+
+def content_schema(definition: SourceDefinition, with_neighbourhood: bool) -> pa.Schema:
+    fields = [("record_key", pa.string()), ("event_date", pa.date32())]
+    for column, spec in definition.content.items():
+        fields.append((column, _ARROW_TYPES.get(spec.type, pa.string())))
+    if with_neighbourhood:
+        fields.append(("neighbourhood", pa.string()))
+    return pa.schema(fields)
+
+
+def _neutralise(value):
+    if isinstance(value, str) and FORMULA_PREFIX.match(value):
+        return "'" + value
+    return value
+
+
+class _Staging:
+    """Output files of one deposit, written in a private staging folder inside the vault."""
+
+    def __init__(self, vault: Path, definition: SourceDefinition, deposit_id: str):
+        self.vault = vault
+        (vault / ".staging").mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{definition.name}-{deposit_id}-", dir=vault / ".staging"))
+        self.definition = definition
+        self.deposit_id = deposit_id
+        self.with_neighbourhood = "zip" in definition.identifiers
+        self.content_schema = content_schema(definition, self.with_neighbourhood)
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.quarantine_fh = open(self.dir / "quarantine.csv", "w", newline="", encoding="utf-8")
+        self.quarantine = csv.writer(self.quarantine_fh)
+        self.quarantine.writerow(["_row", "_line", "_field", "_reason"] + definition.columns)
+
+    def write(self, name: str, table: pa.Table) -> None:
+        if name not in self.writers:
+            self.writers[name] = pq.ParquetWriter(self.dir / f"{name}.parquet", table.schema)
+        self.writers[name].write_table(table)
+
+    def commit(self, manifest: dict) -> Path:
+        schemas = {"identifiers": IDENTIFIER_SCHEMA, "content": self.content_schema, "relationships": RELATIONSHIP_SCHEMA}
+        for name, schema in schemas.items():
+            if name not in self.writers:  # no accepted rows: still a valid, empty partition
+                self.writers[name] = pq.ParquetWriter(self.dir / f"{name}.parquet", schema)
+            self.writers[name].close()
+        self.quarantine_fh.close()
+        src = self.definition.name
+        targets = {
+            "identifiers.parquet": self.vault / "identifiers" / src / f"{self.deposit_id}.parquet",
+            "content.parquet": self.vault / "content" / src / f"{self.deposit_id}.parquet",
+            "relationships.parquet": self.vault / "relationships" / src / f"{self.deposit_id}.parquet",
+            "quarantine.csv": self.vault / "quarantine" / src / f"{self.deposit_id}.csv",
+        }
+        manifest["files"] = {}
+        for staged, target in targets.items():
+            manifest["files"][target.parent.parent.name] = str(target.relative_to(self.vault))
+            manifest.setdefault("checksums", {})[target.parent.parent.name] = _sha256(self.dir / staged)
+        for staged, target in targets.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.dir / staged, target)
+        manifest_path = self.vault / "deposits" / src / f"{self.deposit_id}.json"
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "manifest.json"
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, manifest_path)  # last: its presence means the deposit is complete
+        self.cleanup()
+        return manifest_path
+
+    def cleanup(self) -> None:
+        for w in self.writers.values():
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - closing after a failure; the folder is removed anyway
+                pass
+        if not self.quarantine_fh.closed:
+            self.quarantine_fh.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _zip_to_neighbourhood() -> dict[str, str]:
+    return {row["zip"]: row["neighbourhood"] for row in load_neighbourhoods()}
+
+
+def _as_date32(series: pd.Series) -> pa.Array:
+    arr = series.to_numpy().astype("datetime64[D]")
+    return pa.array(arr, type=pa.date32(), from_pandas=True)
+
+
+def _iso(series: pd.Series) -> list:
+    arr = series.to_numpy().astype("datetime64[D]")
+    out = np.datetime_as_string(arr).astype(object)
+    out[np.isnat(arr)] = None
+    return out.tolist()
+
+
+def ingest_file(definition: SourceDefinition, path: Path, vault: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                today: dt.date | None = None) -> IngestResult:
+    """Validate and deposit ``path`` for ``definition`` into ``vault``; see the module docstring."""
+    path, vault = Path(path), Path(vault)
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    today = today or dt.date.today()
+    facts = inspect_bytes(path, definition.format)
+    deposit_id = facts.sha256[:DEPOSIT_ID_CHARS]
+    result = IngestResult(source=definition.name, file=path.name, sha256=facts.sha256, deposit_id=deposit_id)
+    manifest_path = vault / "deposits" / definition.name / f"{deposit_id}.json"
+    (vault / "deposits" / definition.name).mkdir(parents=True, exist_ok=True)
+    with FileLock(str(vault / "deposits" / definition.name / ".lock")):
+        if manifest_path.exists():
+            previous = json.loads(manifest_path.read_text(encoding="utf-8"))
+            result.already_deposited = True
+            result.rows_accepted = previous.get("rows_accepted", 0)
+            result.rows_quarantined = previous.get("rows_quarantined", 0)
+            result.manifest_path = str(manifest_path)
+            return result
+        staging = _Staging(vault, definition, deposit_id)
+        try:
+            _ingest_into(staging, definition, path, facts, chunk_rows, today, result)
+            manifest = {
+                "source": definition.name,
+                "deposit_id": deposit_id,
+                "file_name": path.name,
+                "sha256": facts.sha256,
+                "bytes": facts.size,
+                "bom_stripped": facts.bom,
+                "rows_read": result.rows_read,
+                "rows_accepted": result.rows_accepted,
+                "rows_quarantined": result.rows_quarantined,
+                "quarantine_reasons": dict(result.reasons),
+                "cleaned": dict(result.cleaned),
+                "blank_lines": result.blank_lines,
+                "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            result.manifest_path = str(staging.commit(manifest))
+        except BaseException:
+            staging.cleanup()
+            raise
+    return result
+
+
+def _ingest_into(staging: _Staging, d: SourceDefinition, path: Path, facts, chunk_rows: int, today: dt.date, result: IngestResult) -> None:
+    if d.format == "csv":
+        chunks = read_csv_chunks(path, d.columns, chunk_rows, facts)
+        date_format = d.date_format
+    else:
+        chunks = read_parquet_chunks(path, d.columns, chunk_rows)
+        date_format = "%Y-%m-%d"  # Parquet dates arrive as date values, rendered ISO
+    zip_nbhd = _zip_to_neighbourhood()
+    # Seen record ids, as 8-byte hashes: memory grows ~70 bytes per row, not per byte of file.
+    seen_ids: set[int] = set()
+    for chunk in chunks:
+        result.blank_lines += chunk.blank_lines
+        width_rows = len(chunk.wrong_width) + len(chunk.malformed)
+        result.largest_chunk_rows = max(result.largest_chunk_rows, len(chunk.rows) + width_rows)
+        for row, line, fields in chunk.wrong_width:
+            reason = f"field_count: {len(fields)} fields, expected {len(d.columns)}"
+            _quarantine_raw(staging, row, line, "", reason, fields, result)
+        for row, line, reason in chunk.malformed:
+            _quarantine_raw(staging, row, line, "", reason, [], result)
+        if not chunk.rows:
+            continue
+        checked = validate_chunk(d, chunk.columns, today, date_format)
+        result.cleaned.update(checked.cleaned)
+        ok = checked.ok.copy()
+        rid = checked.values[d.record_id]
+        problems = checked.problems
+        for i in np.flatnonzero(ok):
+            h = int.from_bytes(hashlib.blake2b(rid.iat[i].encode(), digest_size=8).digest(), "big")
+            if h in seen_ids:
+                ok[i] = False
+                problems[int(i)] = [(d.record_id, "duplicate_record_id")]
+            else:
+                seen_ids.add(h)
+        result.rows_read += len(chunk.rows)
+        for i, issues in sorted(problems.items()):
+            fields = [chunk.columns[c][i] for c in d.columns]
+            _write_quarantine(staging, chunk.rows[i], chunk.lines[i], issues, fields, result)
+        if ok.any():
+            _write_accepted(staging, d, checked.values, ok, zip_nbhd, result)
+
+
+def _quarantine_raw(staging: _Staging, row: int, line: int, column: str, reason: str, fields: list, result: IngestResult) -> None:
+    code = reason.split(":")[0]
+    result.reasons[code] += 1
+    result.rows_quarantined += 1
+    result.rows_read += 1
+    padded = (list(fields) + [""] * len(staging.definition.columns))[: len(staging.definition.columns)]
+    staging.quarantine.writerow([row, line, column, reason] + [_neutralise(v) for v in padded])
+
+
+def _write_quarantine(staging: _Staging, row: int, line: int, issues: list[tuple[str, str]], fields: list, result: IngestResult) -> None:
+    for code in dict.fromkeys(reason for _, reason in issues):
+        result.reasons[code] += 1
+    result.rows_quarantined += 1
+    staging.quarantine.writerow([row, line, ";".join(c for c, _ in issues), ";".join(r for _, r in issues)]
+                                + [_neutralise(v) for v in fields])
+
+
+def _write_accepted(staging: _Staging, d: SourceDefinition, values: dict[str, pd.Series], ok: np.ndarray,
+                    zip_nbhd: dict[str, str], result: IngestResult) -> None:
+    v = {c: s[ok].reset_index(drop=True) for c, s in values.items()}
+    n = int(ok.sum())
+    result.rows_accepted += n
+    rid = v[d.record_id]
+    subject_key = (d.name + ":" + rid).tolist()
+
+    # Identifier partition: one row per (record, role) that has any identifier.
+    id_cols: dict[str, list] = {k: [] for k in IDENTIFIER_SCHEMA.names}
+    rel_from: list[str] = []
+    rel_to: list[str] = []
+    rel_kind: list[str] = []
+    for role, mapping in d.roles.items():
+        present = np.zeros(n, dtype=bool)
+        for column in mapping.values():
+            present |= v[column].notna().to_numpy()
+        if role == SUBJECT_ROLE:
+            present[:] = True
+        idx = np.flatnonzero(present)
+        keys = [subject_key[i] if role == SUBJECT_ROLE else f"{subject_key[i]}/{role}" for i in idx]
+        id_cols["record_key"] += keys
+        id_cols["source"] += [d.name] * len(idx)
+        id_cols["source_record_id"] += rid.iloc[idx].tolist()
+        id_cols["role"] += [role] * len(idx)
+        for std in STANDARD_FIELDS:
+            column = mapping.get(std)
+            if column is None:
+                id_cols[std] += [None] * len(idx)
+            elif std == "dob":
+                id_cols[std] += [x for j, x in enumerate(_iso(v[column])) if present[j]]
+            else:
+                col = v[column].iloc[idx]
+                id_cols[std] += col.where(col.notna(), None).tolist()
+        if role != SUBJECT_ROLE:
+            rel_from += keys
+            rel_to += [subject_key[i] for i in idx]
+            rel_kind += [d.related[role].relation] * len(idx)
+    staging.write("identifiers", pa.Table.from_pydict(id_cols, schema=IDENTIFIER_SCHEMA))
+    staging.write("relationships", pa.Table.from_pydict(
+        {"record_key_from": rel_from, "record_key_to": rel_to, "relation": rel_kind}, schema=RELATIONSHIP_SCHEMA))
+
+    # Content partition: no identifier column ever enters it.
+    arrays = []
+    for f in staging.content_schema:
+        if f.name == "record_key":
+            arrays.append(pa.array(subject_key, type=pa.string()))
+        elif f.name == "event_date":
+            arrays.append(_as_date32(v[d.event_date]))
+        elif f.name == "neighbourhood":
+            zips = v[d.identifiers["zip"]]
+            arrays.append(pa.array(zips.map(zip_nbhd).where(zips.notna(), None).tolist(), type=pa.string()))
+        elif pa.types.is_date32(f.type):
+            arrays.append(_as_date32(v[f.name]))
+        else:
+            arrays.append(pa.array(v[f.name], type=f.type, from_pandas=True))
+    staging.write("content", pa.Table.from_arrays(arrays, schema=staging.content_schema))
+
+
+def result_as_dict(result: IngestResult) -> dict:
+    out = asdict(result)
+    out["reasons"] = dict(result.reasons)
+    out["cleaned"] = dict(result.cleaned)
+    return out

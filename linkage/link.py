@@ -1,0 +1,317 @@
+"""Link and de-duplicate the identifier partitions of every source with Splink 5.
+
+Pipeline: load ``vault/identifiers/**.parquet`` -> standardise (DuckDB SQL) -> train
+(prior from deterministic rules, u by random sampling, m by EM on capped pairs) -> predict ->
+cluster at a threshold -> write ``vault/linkage/runs/<run_id>/`` atomically.
+The model is the YAML in ``linkage/model``; the engine (DuckDB or Spark) only executes it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+from splink import DuckDBAPI, Linker
+
+from linkage.model import LinkageModel, load_model
+from linkage.standardise import IDENTIFIER_FIELDS, standardise_table
+
+ENGINES = ("duckdb", "spark")
+IDENTIFIER_COLUMNS = ("record_key", "source", "source_record_id", "role", *IDENTIFIER_FIELDS)
+_SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+Progress = Callable[[str], None]
+
+
+class LinkageInputError(ValueError):
+    """Identifier partitions that cannot be linked; the message names file, row and field."""
+
+
+@dataclass
+class LinkRun:
+    run_id: str
+    run_dir: Path
+    clusters: pd.DataFrame  # record_key, cluster_id
+    quality: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+# ---------------------------------------------------------------- loading and validation
+def load_identifiers(con: duckdb.DuckDBPyConnection, vault_dir: Path, table: str = "identifiers") -> int:
+    """Create ``table`` from every identifier partition; refuse bad input before any work."""
+    root = Path(vault_dir) / "identifiers"
+    files = sorted(root.glob("**/*.parquet"))
+    if not files:
+        raise LinkageInputError(f"{root}: no identifier partitions (*.parquet) to link")
+    for path in files:
+        try:
+            names = [r[0] for r in con.execute("SELECT name FROM parquet_schema(?)", [str(path)]).fetchall()]
+        except duckdb.Error as exc:
+            raise LinkageInputError(f"{path}: not a readable parquet file ({type(exc).__name__})") from exc
+        missing = [c for c in IDENTIFIER_COLUMNS if c not in names]
+        if missing:
+            raise LinkageInputError(f"{path}: missing column(s) {', '.join(missing)}")
+    file_list = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+    columns = ", ".join(IDENTIFIER_COLUMNS)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT {columns}, filename AS _file, file_row_number AS _row "
+        f"FROM read_parquet({file_list}, union_by_name = true, filename = true, file_row_number = true)"
+    )
+    # Rows are numbered from 1 in messages, like a spreadsheet without its header.
+    bad = con.execute(
+        f"SELECT _file, _row + 1, CASE WHEN record_key IS NULL OR record_key = '' THEN 'record_key' ELSE 'source' END "
+        f"FROM {table} WHERE record_key IS NULL OR record_key = '' OR source IS NULL "
+        f"OR NOT regexp_full_match(source, '{_SOURCE_NAME.pattern[1:-1]}') LIMIT 1"
+    ).fetchone()
+    if bad:
+        raise LinkageInputError(f"{bad[0]}: row {bad[1]}: field {bad[2]} is empty or not a valid source name")
+    duplicate = con.execute(
+        f"SELECT _file, _row + 1 FROM (SELECT _file, _row, count(*) OVER (PARTITION BY record_key) AS n, "
+        f"row_number() OVER (PARTITION BY record_key ORDER BY _file, _row) AS k FROM {table}) "
+        f"WHERE n > 1 AND k = 2 LIMIT 1"
+    ).fetchone()
+    if duplicate:
+        raise LinkageInputError(f"{duplicate[0]}: row {duplicate[1]}: field record_key repeats a record key already deposited")
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+# ---------------------------------------------------------------- engines
+def _spark_session() -> Any:
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    return (
+        SparkSession.builder.master("local[2]")
+        .appName("ids-linkage")
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.default.parallelism", "8")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+
+
+def _register_inputs(con: duckdb.DuckDBPyConnection, std_table: str, engine: str, spark: Any = None) -> tuple[Any, list[Any]]:
+    """One Splink input per source (link_and_dedupe links across sources and within each)."""
+    sources = [r[0] for r in con.execute(f"SELECT DISTINCT source FROM {std_table} ORDER BY 1").fetchall()]
+    if engine == "duckdb":
+        db_api = DuckDBAPI(connection=con)
+        inputs = []
+        for source in sources:
+            con.execute(f"CREATE OR REPLACE TABLE input_{source} AS SELECT * FROM {std_table} WHERE source = ?", [source])
+            inputs.append(db_api.register(f"input_{source}", dataset_display_name=source))
+        return db_api, inputs
+    from splink import SparkAPI
+
+    db_api = SparkAPI(spark_session=spark)
+    inputs = []
+    for source in sources:
+        frame = con.execute(f"SELECT * FROM {std_table} WHERE source = ?", [source]).arrow()
+        inputs.append(db_api.register(spark.createDataFrame(frame.to_pandas()), dataset_display_name=source))
+    return db_api, inputs
+
+
+def _to_duckdb(con: duckdb.DuckDBPyConnection, sdf: Any, engine: str, table: str, select: str) -> None:
+    """Bring a Splink result into ``con`` as ``table`` (DuckDB results never leave the database)."""
+    if engine == "duckdb":
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {sdf.physical_name}")
+    else:
+        frame = sdf.as_spark_dataframe().toPandas()
+        con.register(f"{table}_frame", frame)
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {table}_frame")
+        con.unregister(f"{table}_frame")
+
+
+@dataclass
+class SplinkOutputs:
+    model_json: dict[str, Any]
+    gamma_columns: list[str]
+    training_warnings: list[str] = field(default_factory=list)
+
+
+def train_predict_cluster(
+    con: duckdb.DuckDBPyConnection,
+    std_table: str,
+    model: LinkageModel,
+    *,
+    engine: str = "duckdb",
+    threshold: float | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> SplinkOutputs:
+    """Run the model over ``std_table``; leaves tables ``edges`` and ``clusters`` in ``con``."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown linkage engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    step = progress or (lambda _name: None)
+    threshold = model.clustering.threshold_match_probability if threshold is None else threshold
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be a match probability in (0, 1], got {threshold}")
+    logging.getLogger("splink").setLevel(logging.WARNING)
+    spark = _spark_session() if engine == "spark" else None
+    db_api, inputs = _register_inputs(con, std_table, engine, spark)
+    overrides = dict(settings_overrides or {})
+    if len(inputs) == 1 and model.splink.get("link_type") == "link_and_dedupe":
+        overrides.setdefault("link_type", "dedupe_only")
+    linker = Linker(inputs if len(inputs) > 1 else inputs[0], model.settings_creator(engine, **overrides), log_level=None)
+    training = model.training
+
+    step("train: prior")
+    if training.probability_two_random_records_match:
+        prior = training.probability_two_random_records_match
+        linker.training.estimate_probability_two_random_records_match(
+            [r.creator() for r in prior.deterministic_rules], recall=prior.recall
+        )
+    step("train: u by random sampling")
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=training.u.max_pairs, seed=training.seed, num_chunks=training.u.num_chunks
+    )
+    warnings: list[str] = []
+    for session in training.em:
+        step(f"train: m by EM on {session.block_on or 'rule'}")
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                session.creator(), max_pairs=session.max_pairs
+            )
+        except ValueError as exc:
+            # Splink 5 refuses an m that EM drove to exactly 0 (a level seen only in non-matches):
+            # the session is skipped and said so in the report, the other sessions still train.
+            if "m_probability" not in str(exc):
+                raise
+            warnings.append(f"EM session blocked on {session.block_on or session.sql} skipped: {exc}")
+
+    step("predict")
+    predictions = linker.inference.predict(
+        threshold_match_probability=model.prediction.threshold_match_probability, warning_mode="never"
+    )
+    gamma_columns = [c.name for c in predictions.columns if c.name.startswith("gamma_")]
+    l_source = "source_l" if "source_l" in [c.name for c in predictions.columns] else "NULL"
+    r_source = "source_r" if l_source != "NULL" else "NULL"
+    gammas = "".join(f", {g}" for g in gamma_columns)
+    _to_duckdb(
+        con, predictions, engine, "edges",
+        f"record_key_l, record_key_r, {l_source} AS source_l, {r_source} AS source_r, match_weight, match_probability{gammas}",
+    )
+
+    step("cluster")
+    clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        predictions, threshold_match_probability=threshold
+    )
+    _to_duckdb(con, clustered, engine, "clusters", "record_key, CAST(cluster_id AS VARCHAR) AS cluster_id, source")
+    model_json = linker.misc.save_model_to_json()
+    if spark is not None:
+        spark.catalog.clearCache()
+    return SplinkOutputs(model_json=model_json, gamma_columns=gamma_columns, training_warnings=warnings)
+
+
+# ---------------------------------------------------------------- the run
+def run_linkage(
+    vault_dir: Path | str,
+    *,
+    engine: str = "duckdb",
+    threshold: float | None = None,
+    ground_truth: Path | str | None = None,
+    model_path: Path | str | None = None,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> LinkRun:
+    """Link every identifier partition in the vault; write the run folder; return the clusters.
+
+    Person keys are not assigned here (``linkage.keys`` does that from ``LinkRun.clusters``).
+    """
+    from linkage.quality import compute_quality
+    from linkage.report import write_report
+
+    vault_dir = Path(vault_dir)
+    step = progress or (lambda _name: None)
+    model = load_model(model_path)
+    if ground_truth is not None and not Path(ground_truth).is_file():
+        raise LinkageInputError(f"{ground_truth}: ground-truth file not found")
+    run_id = run_id or new_run_id()
+    runs_dir = vault_dir / "linkage" / "runs"
+    final_dir = runs_dir / run_id
+    if final_dir.exists():
+        raise FileExistsError(f"{final_dir}: run already exists")
+    timings: dict[str, float] = {}
+    started = last = time.perf_counter()
+
+    def timed(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        timings[name] = round(now - last, 3)
+        last = now
+
+    con = duckdb.connect()
+    work_dir = runs_dir / f".{run_id}.partial"
+    try:
+        step("load identifier partitions")
+        n_records = load_identifiers(con, vault_dir)
+        timed("load")
+        step("standardise")
+        standardise_table(con, "identifiers", "standardised")
+        timed("standardise")
+        outputs = train_predict_cluster(
+            con, "standardised", model, engine=engine, threshold=threshold, progress=step
+        )
+        timed("train_predict_cluster")
+        threshold = model.clustering.threshold_match_probability if threshold is None else threshold
+
+        step("quality")
+        quality = compute_quality(
+            con,
+            model_json=outputs.model_json,
+            threshold=threshold,
+            blocking_rules_sql=[r.sql_condition() for r in model.blocking_rules],
+            std_table="standardised",
+            ids_table="identifiers",
+            ground_truth=Path(ground_truth) if ground_truth else None,
+        )
+        quality["run"] = {"run_id": run_id, "engine": engine, "model": model.name, "records": n_records,
+                          "threshold_match_probability": threshold, "training_warnings": outputs.training_warnings}
+        timed("quality")
+
+        step("write run artefacts")
+        work_dir.mkdir(parents=True, exist_ok=False)
+        con.execute(
+            "COPY (SELECT c.record_key, c.cluster_id, c.source, i.source_record_id, i.role FROM clusters c "
+            f"JOIN identifiers i USING (record_key) ORDER BY c.cluster_id, c.record_key) TO '{work_dir / 'clusters.parquet'}' (FORMAT parquet)"
+        )
+        con.execute(f"COPY edges TO '{work_dir / 'edges.parquet'}' (FORMAT parquet)")
+        (work_dir / "model.json").write_text(json.dumps(outputs.model_json, indent=1))
+        quality["run"]["timings_seconds"] = {**timings, "total": round(time.perf_counter() - started, 3)}
+        (work_dir / "quality.json").write_text(json.dumps(quality, indent=1))
+        write_report(quality, work_dir / "report.html")
+        clusters = con.execute("SELECT record_key, cluster_id FROM clusters ORDER BY record_key").df()
+        os.replace(work_dir, final_dir)
+        timed("write")
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+    timings["total"] = round(time.perf_counter() - started, 3)
+    return LinkRun(run_id=run_id, run_dir=final_dir, clusters=clusters, quality=quality, timings=timings)
+
+
+def latest_run(vault_dir: Path | str) -> Path:
+    runs = sorted(p for p in (Path(vault_dir) / "linkage" / "runs").glob("*") if p.is_dir() and not p.name.startswith("."))
+    if not runs:
+        raise FileNotFoundError(f"{Path(vault_dir) / 'linkage' / 'runs'}: no linkage run yet")
+    return runs[-1]

@@ -1,0 +1,225 @@
+"""Source definitions: what each agency file holds, as data (one YAML per source).
+
+A definition maps the agency's own column names onto the standard identifier fields
+(``first_name, middle_name, last_name, dob, sex, ssn, street, zip``) for the main subject
+and for related roles (mother and father on a birth record), and declares every content
+column with its type. Ingest validates rows against it; the synthetic generator writes
+files that follow it.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DOMAINS = (
+    "child_welfare",
+    "juvenile_justice",
+    "homelessness",
+    "health_vital_statistics",
+    "adult_justice",
+    "behavioral_health",
+    "education",
+    "assisted_housing",
+    "workforce_development",
+    "employment_earnings",
+)
+Domain = Literal[
+    "child_welfare",
+    "juvenile_justice",
+    "homelessness",
+    "health_vital_statistics",
+    "adult_justice",
+    "behavioral_health",
+    "education",
+    "assisted_housing",
+    "workforce_development",
+    "employment_earnings",
+]
+STANDARD_FIELDS = ("first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip")
+StandardField = Literal["first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip"]
+SUBJECT_ROLE = "subject"
+
+DEFAULT_DEFINITIONS_DIR = Path(__file__).parent / "source_definitions"
+
+_COLUMN_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+
+
+class SourceDefinitionError(ValueError):
+    """A definition file that cannot be used; the message names the file and the key."""
+
+
+class UnknownSource(KeyError):
+    """No definition exists for the requested source name."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; a plain sentence reads better
+        return str(self.args[0])
+
+
+class ContentColumn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["string", "text", "integer", "float", "date", "boolean", "category"]
+    description: str = Field(min_length=3)
+    required: bool = False
+    values: list[str] | None = Field(default=None, description="Allowed values of a category column.")
+    min: float | None = None
+    max: float | None = None
+    max_length: int = Field(default=100, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _category_has_values(self) -> "ContentColumn":
+        if self.type == "category" and not self.values:
+            raise ValueError("a category column needs a non-empty 'values' list")
+        if self.type != "category" and self.values is not None:
+            raise ValueError("'values' is only allowed on category columns")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("'min' is greater than 'max'")
+        return self
+
+
+class RelatedRole(BaseModel):
+    """A person on the record other than its subject, e.g. the mother on a birth record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    relation: str = Field(pattern=r"^[a-z][a-z_]*$", description="Relation from this role to the subject, e.g. mother_of.")
+    identifiers: dict[StandardField, str] = Field(min_length=1)
+
+
+class SourceDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    domain: Domain
+    agency: str = Field(min_length=2)
+    steward: str = Field(min_length=2)
+    description: str = ""
+    format: Literal["csv", "parquet"]
+    record_id: str = Field(pattern=_COLUMN_PATTERN)
+    event_date: str = Field(pattern=_COLUMN_PATTERN, description="Column holding the date the record is about.")
+    date_format: str = Field(default="%Y-%m-%d", description="strptime format of every date column in CSV files.")
+    ssn_kind: Literal["full", "last4"] = "full"
+    sex_codes: dict[str, Literal["M", "F", "U"]] = Field(default_factory=lambda: {"M": "M", "F": "F", "U": "U"})
+    identifiers: dict[StandardField, str] = Field(min_length=1)
+    related: dict[str, RelatedRole] = Field(default_factory=dict)
+    content: dict[str, ContentColumn] = Field(default_factory=dict)
+
+    @field_validator("identifiers")
+    @classmethod
+    def _identifier_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        for column in v.values():
+            if not re.match(_COLUMN_PATTERN, column):
+                raise ValueError(f"column name {column!r} is not a plain identifier")
+        return v
+
+    @field_validator("content")
+    @classmethod
+    def _content_columns(cls, v: dict[str, ContentColumn]) -> dict[str, ContentColumn]:
+        for column in v:
+            if not re.match(_COLUMN_PATTERN, column):
+                raise ValueError(f"column name {column!r} is not a plain identifier")
+        return v
+
+    @field_validator("related")
+    @classmethod
+    def _role_names(cls, v: dict[str, RelatedRole]) -> dict[str, RelatedRole]:
+        for role in v:
+            if role == SUBJECT_ROLE or not re.match(r"^[a-z][a-z_]{1,30}$", role):
+                raise ValueError(f"role name {role!r} is not allowed")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SourceDefinition":
+        identifier_columns = set(self.identifiers.values())
+        for role in self.related.values():
+            identifier_columns |= set(role.identifiers.values())
+        overlap = identifier_columns & set(self.content)
+        if overlap:
+            raise ValueError(f"columns {sorted(overlap)} are declared both as identifier and content")
+        if self.record_id in identifier_columns or self.record_id in self.content:
+            raise ValueError(f"record_id column {self.record_id!r} is also declared as identifier or content")
+        dob_column = self.identifiers.get("dob")
+        if self.event_date in self.content:
+            if self.content[self.event_date].type != "date":
+                raise ValueError(f"event_date column {self.event_date!r} must have type date")
+        elif self.event_date != dob_column:
+            raise ValueError(f"event_date column {self.event_date!r} is neither a content date column nor the subject's dob")
+        if not {"last_name", "ssn"} & set(self.identifiers):
+            raise ValueError("identifiers need at least last_name or ssn to be linkable")
+        for code in self.sex_codes:
+            if code != code.strip() or not code:
+                raise ValueError(f"sex code {code!r} has surrounding whitespace")
+        return self
+
+    # Derived views used by ingest and the generator.
+    @property
+    def roles(self) -> dict[str, dict[str, str]]:
+        """Role name -> (standard field -> column), subject first."""
+        out = {SUBJECT_ROLE: dict(self.identifiers)}
+        out.update({name: dict(role.identifiers) for name, role in self.related.items()})
+        return out
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column the file must have, each once, in a stable order."""
+        seen: dict[str, None] = {self.record_id: None}
+        for mapping in self.roles.values():
+            seen.update(dict.fromkeys(mapping.values()))
+        seen.update(dict.fromkeys(self.content))
+        seen[self.event_date] = None
+        return list(seen)
+
+    @property
+    def date_columns(self) -> list[str]:
+        cols = [c for c, spec in self.content.items() if spec.type == "date"]
+        for mapping in self.roles.values():
+            if "dob" in mapping and mapping["dob"] not in cols:
+                cols.append(mapping["dob"])
+        return cols
+
+
+def _describe_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{path.name}: key '{key}': {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_definition(path: Path) -> SourceDefinition:
+    """Read and validate one YAML definition; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SourceDefinitionError(f"{path.name}: not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceDefinitionError(f"{path.name}: cannot be read: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SourceDefinitionError(f"{path.name}: top level must be a mapping of keys")
+    try:
+        definition = SourceDefinition.model_validate(raw)
+    except ValidationError as exc:
+        raise SourceDefinitionError(_describe_error(path, exc)) from None
+    if path.stem != definition.name:
+        raise SourceDefinitionError(f"{path.name}: key 'name': {definition.name!r} does not match the file name")
+    return definition
+
+
+def load_definitions(directory: Path | None = None) -> dict[str, SourceDefinition]:
+    """All definitions in a directory (default: the ones shipped with linkage), by name."""
+    directory = Path(directory) if directory else DEFAULT_DEFINITIONS_DIR
+    return {d.name: d for d in (load_definition(p) for p in sorted(directory.glob("*.yaml")))}
+
+
+def get_definition(name: str, directory: Path | None = None) -> SourceDefinition:
+    directory = Path(directory) if directory else DEFAULT_DEFINITIONS_DIR
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
+        raise UnknownSource(f"unknown source {name!r}: no definition {path.name} (known sources: {known})")
+    return load_definition(path)

@@ -1,0 +1,132 @@
+"""The governance CLI groups: identity from ENCLAVE_USER, clear errors, non-zero exits."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from enclave.cli.audit import app as audit_app
+from enclave.cli.board import app as board_app
+from enclave.cli.project import app as project_app
+from enclave.registry.base import dispose_engines
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def as_user(registry, monkeypatch):
+    """Run a CLI group as a given ENCLAVE_USER; returns (exit code, stdout + stderr)."""
+    from enclave.settings import get_settings
+
+    def _run(user, app, *args):
+        if user is None:
+            monkeypatch.delenv("ENCLAVE_USER", raising=False)
+        else:
+            monkeypatch.setenv("ENCLAVE_USER", user)
+        get_settings.cache_clear()
+        result = runner.invoke(app, [str(a) for a in args])
+        return result.exit_code, result.output + (result.stderr if result.stderr_bytes is not None else "")
+
+    return _run
+
+
+def _application_file(tmp_path, **overrides):
+    data = {
+        "project": "school-moves", "title": "School moves", "purpose": "Does foster care change schools?",
+        "use_case": "education", "researchers": ["bob"], "sources": ["foster_care", "school_enrollment"],
+        "variables": {"foster_care": ["placement_type"]}, "cohort": {"birth_year_min": 2005},
+        "k": 10, "dp_epsilon": 1.0, "start_date": "2026-01-01", "end_date": "2030-01-01",
+    }
+    data.update(overrides)
+    path = tmp_path / "application.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_full_board_flow_through_the_cli(as_user, tmp_path):
+    code, output = as_user("alice", project_app, "apply", _application_file(tmp_path))
+    assert code == 0, output
+    assert "application 1 submitted" in output
+    assert as_user("board1", board_app, "open", 1)[0] == 0
+    for member in ("board1", "board2", "board3"):
+        code, output = as_user(member, board_app, "vote", 1, "approve", "--comment", "sound design")
+        assert code == 0, output
+    conditions = tmp_path / "conditions.yaml"
+    conditions.write_text("k: 20\nnotes: aggregate outputs only\n")
+    code, output = as_user("board2", board_app, "decide", 1, "--conditions", conditions)
+    assert code == 0, output
+    assert "approved" in output and "k 20" in output
+    code, output = as_user("alice", project_app, "status", "school-moves")
+    assert code == 0 and "approved" in output and "k 20" in output and "member bob: researcher, active" in output
+    code, output = as_user("bob", project_app, "check", "school-moves")
+    assert code == 1 and "no extract built" in output
+
+
+def test_no_identity_is_a_clear_error(as_user):
+    code, output = as_user(None, board_app, "list")
+    assert code == 1 and "ENCLAVE_USER" in output
+
+
+def test_unknown_caller_is_refused(as_user):
+    code, output = as_user("mallory", board_app, "list")
+    assert code == 2 and "no person 'mallory'" in output
+
+
+def test_non_board_member_vote_refused(as_user, tmp_path):
+    as_user("alice", project_app, "apply", _application_file(tmp_path))
+    as_user("board1", board_app, "open", 1)
+    code, output = as_user("carol", board_app, "vote", 1, "approve")
+    assert code == 1 and "carol is not a board member" in output
+
+
+def test_bad_application_names_file_and_field(as_user, tmp_path):
+    path = _application_file(tmp_path, k=1)
+    code, output = as_user("alice", project_app, "apply", path)
+    assert code == 1 and str(path) in output.replace("\n", "") and "k:" in output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("project: x\ntitle: [unclosed\n")
+    code, output = as_user("alice", project_app, "apply", broken)
+    assert code == 1 and "line" in output and "not valid YAML" in output
+
+
+def test_amend_cli_parses_variables(as_user, tmp_path, submit, approve):
+    approve(submit())
+    code, output = as_user("alice", project_app, "amend", "school-moves", "--reason", "need one more variable",
+                           "--add-variable", "foster_care.removal_reason", "--add-researcher", "carol")
+    assert code == 0, output
+    code, output = as_user("alice", project_app, "amend", "school-moves", "--reason", "need one more variable",
+                           "--add-variable", "removal_reason")
+    assert code == 1 and "source.variable" in output
+
+
+def test_audit_show_requires_board_or_admin(as_user):
+    code, output = as_user("alice", audit_app, "show")
+    assert code == 1 and "may not read the audit chain" in output
+    code, output = as_user("admin", audit_app, "show", "--person", "stew", "--json")
+    assert code == 0 and '"subject": "user:stew"' in output
+
+
+def test_audit_verify_exits_non_zero_naming_the_event(as_user, registry):
+    code, output = as_user("admin", audit_app, "verify")
+    assert code == 0 and "intact" in output
+    dispose_engines()
+    con = sqlite3.connect(registry.removeprefix("sqlite:///"))
+    con.execute("DROP TRIGGER audit_events_no_update")
+    con.execute("UPDATE audit_events SET actor = 'nobody' WHERE seq = 3")
+    con.commit()
+    con.close()
+    code, output = as_user("admin", audit_app, "verify")
+    assert code == 1
+    assert "event 3 (person.added) was edited" in output and "audit chain broken" in output
+
+
+def test_suspend_requires_reason_and_board(as_user, submit, approve):
+    approve(submit())
+    code, output = as_user("bob", board_app, "suspend", "school-moves", "--reason", "x")
+    assert code == 1 and "neither a board member nor an admin" in output
+    code, output = as_user("board1", board_app, "suspend", "school-moves", "--reason", "inquiry")
+    assert code == 0
+    code, output = as_user("bob", project_app, "list")
+    assert code == 0 and "suspended" in output

