@@ -54,6 +54,12 @@ class RowSet(BaseModel):
         return np.unpackbits(_unpack(self.bitmap, np.uint8), count=self.n_table_rows).astype(bool)
 
 
+def _json_label(value):
+    if hasattr(value, "item"):
+        value = value.item()
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
 class Variable(BaseModel):
     """A grouping or value variable: a table column, or derived codes for the rows used."""
 
@@ -63,6 +69,7 @@ class Variable(BaseModel):
     labels: list[Any] | None = None      # derived categorical: codes index into labels (-1 missing)
     codes: str | None = None
     numbers: str | None = None           # derived numeric values (float64) for the rows used
+    ordered_labels: bool = False         # labels are categories in their own order
 
     @classmethod
     def of(cls, series: pd.Series, table: pd.DataFrame | None, positions: np.ndarray | None) -> "Variable":
@@ -71,11 +78,14 @@ class Variable(BaseModel):
             source = table[series.name].iloc[positions]
             if source.reset_index(drop=True).equals(series.reset_index(drop=True)):
                 return cls(name=name, column=str(series.name))
-        if pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            # keep the category order (age bands sort as bands, not as strings)
+            labels = [_json_label(c) for c in series.cat.categories]
+            return cls(name=name, labels=labels, codes=_pack(series.cat.codes.to_numpy().astype(np.int32)), ordered_labels=True)
+        if pd.api.types.is_numeric_dtype(series):
             return cls(name=name, numbers=_pack(series.to_numpy(dtype=np.float64)))
         codes, uniques = pd.factorize(series, sort=True)
-        labels = [u.item() if hasattr(u, "item") else (str(u) if isinstance(u, pd.Interval) else u) for u in uniques]
-        return cls(name=name, labels=labels, codes=_pack(codes.astype(np.int32)))
+        return cls(name=name, labels=[_json_label(u) for u in uniques], codes=_pack(codes.astype(np.int32)))
 
     def values(self, table: pd.DataFrame, mask: np.ndarray) -> pd.Series:
         if self.column is not None:
@@ -85,6 +95,8 @@ class Variable(BaseModel):
         if self.numbers is not None:
             return _unpack(self.numbers, np.float64)
         codes = _unpack(self.codes, np.int32)
+        if self.ordered_labels:
+            return pd.Categorical.from_codes(codes, categories=pd.Index(self.labels, dtype=object))
         labels = np.array(self.labels + [None], dtype=object)
         return labels[np.where(codes < 0, len(self.labels), codes)]
 

@@ -179,9 +179,14 @@ class SDCSession:
         variables = self._variables(index + columns, table, positions)
         value_var = self._variables([values], table, positions)[0] if values is not None else None
         rows = RowSet.from_positions(positions, len(table)) if positions is not None else None
-        aligned = [s.loc[positions] if positions is not None else s for s in index + columns]
-        keys = pd.DataFrame({s.name: s.to_numpy() for s in aligned})
-        vals = (values.loc[positions] if positions is not None else values) if values is not None else None
+        if positions is not None:
+            # the very reconstruction the gate will use, so both compute the same table
+            mask = rows.mask()
+            keys = pd.DataFrame({v.name: v.values(table, mask) for v in variables})
+            vals = pd.Series(value_var.values(table, mask), name=value_var.name) if values is not None else None
+        else:
+            keys = pd.DataFrame({s.name: s.to_numpy() for s in index + columns})
+            vals = values
         rounding = self.rules.rounding if values is None else "none"
         effective = self.rules
         if rounding == "redact_round":

@@ -122,31 +122,48 @@ def audit(cube: pd.DataFrame, dims: list[str], value: str = "value", targets: pd
     return pd.DataFrame(out, columns=["cell", "lower", "upper"])
 
 
-def _tau_argus(cube: pd.DataFrame, dims: list[str], threshold: int, safety_range: int) -> np.ndarray:
-    """Run tau-ARGUS optimal suppression; returns the suppressed flag per cube row."""
-    from pytauargus import protect as tau_protect
+def _tau_argus(cube: pd.DataFrame, dims: list[str], threshold: int, protection: float, method: str = "OPT(1)") -> np.ndarray:
+    """Run tau-ARGUS optimal suppression; returns the suppressed flag per cube row.
+
+    Every primary cell gets an upper protection level of ``protection`` through an
+    a-priori file, so the attacker's interval is at least that wide (tau-ARGUS's own
+    FREQ protection is a percentage of the cell value: about nothing for a count of 1).
+    """
+    from pytauargus.arb import micro_arb
+    from pytauargus.dataframe import to_microdata
+    from pytauargus.engine import run_batch
+    from pytauargus.micro import micro_asc_rda
+    from pytauargus.result import TableResult
 
     interior = cube[(cube[dims] != TOTAL).all(axis=1)]
-    records = []
+    records, apriori = [], []
     for row in interior.itertuples(index=False):
-        key = {d: f"c{getattr(row, d)}" for d in dims}  # strings: categorical for tau-ARGUS
+        codes = [f"c{getattr(row, d)}" for d in dims]  # strings: categorical for tau-ARGUS
+        key = dict(zip(dims, codes))
         value = float(row.value)
         if row.primary:
             records.append({**key, "resp": value})
+            apriori.append(",".join(codes + ["PL", "0", f"{protection:g}"]))
         else:
             # enough records to be safe under FREQ(threshold), integer parts summing to value
-            n = threshold
-            base, extra = divmod(int(round(value)), n)
-            records += [{**key, "resp": float(base + (1 if i < extra else 0))} for i in range(n)]
-    micro = pd.DataFrame(records)
+            base, extra = divmod(int(round(value)), threshold)
+            records += [{**key, "resp": float(base + (1 if i < extra else 0))} for i in range(threshold)]
     with _in_temp_dir() as work:
-        result = tau_protect(micro, tables=[dims], response="resp",
-                             safety_rules=f"FREQ({threshold},{safety_range})",
-                             suppress="OPT(1)", workdir=work)
-        table = result.tables[0].dataframe()
+        asc, rda, arb, hst, tab = (os.path.join(work, f) for f in ("m.asc", "m.rda", "b.arb", "a.hst", "t.tab"))
+        with open(hst, "w") as fh:
+            # pytauargus validates the field count on the first line and miscounts a line
+            # with two numbers, so it starts with a plain status line (unsafe, as it is)
+            first = apriori[0].split(",")[:len(dims)] + ["U"]
+            fh.write("\n".join([",".join(first)] + apriori) + "\n")
+        micro_asc_rda(to_microdata(pd.DataFrame(records)), asc_filename=asc, rda_filename=rda)
+        micro_arb(arb_filename=arb, asc_filename=asc, rda_filename=rda, explanatory_vars=[dims],
+                  response_var="resp", safety_rules=f"FREQ({threshold},0)", suppress=method,
+                  output_names=[tab], output_type="5", output_options="SO+", apriori=[hst])
+        run_batch(arb)
+        table = TableResult(path=tab, exp_vars=dims, response="resp", is_freq=False).dataframe()
     status = {}
     for row in table.itertuples(index=False):
-        key = tuple(TOTAL if str(getattr(row, d)) == "Total" else str(getattr(row, d))[1:] for d in dims)
+        key = tuple(TOTAL if str(getattr(row, d)).strip() == "Total" else str(getattr(row, d)).strip()[1:] for d in dims)
         status[key] = row.status
     flags = []
     for key in cube[dims].itertuples(index=False, name=None):
@@ -171,12 +188,12 @@ def protect(cells: pd.DataFrame, dims: list[str], primary: pd.Series, threshold:
     cube["suppressed"] = cube["primary"]
     if not cube["primary"].any():
         return Protected(cube, dims, pd.DataFrame(columns=["cell", "lower", "upper"]), "none needed")
-    safety = safety_range
+    protection = float(threshold)
     for _ in range(max_rounds):
-        cube["suppressed"] = _tau_argus(cube, dims, threshold, safety) | cube["primary"]
+        cube["suppressed"] = _tau_argus(cube, dims, threshold, protection) | cube["primary"]
         intervals = audit(cube, dims, targets=cube["primary"])
         weak = intervals[(intervals["upper"] - intervals["lower"]) < threshold]
         if weak.empty:
-            return Protected(cube, dims, intervals, f"tau-ARGUS OPT, FREQ({threshold},{safety})")
-        safety = min(100, safety + 30)  # ask tau-ARGUS for wider protection and try again
+            return Protected(cube, dims, intervals, f"tau-ARGUS OPT, protection level {protection:g}")
+        protection *= 1.5  # ask tau-ARGUS for wider protection and try again
     raise RuntimeError("secondary suppression could not protect every primary cell; the table fails")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,8 +122,26 @@ def _recompute(event: AuditEvent, seq: int) -> str:
         return ""
 
 
-def verify(session: Session) -> Verification:
-    """Walk the chain and name every event that was edited, deleted, inserted or reordered."""
+def head(session: Session) -> tuple[int, str]:
+    """The last sequence number and hash: publish it outside the registry as an anchor."""
+    row = session.get(AuditHead, _HEAD_ID)
+    return (row.seq, row.hash) if row is not None else (0, GENESIS_HASH)
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``<seq>:<sha256 hex>`` as printed by ``enclave audit head``."""
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"anchor {text!r} is not <seq>:<64 hex digits>")
+    return int(seq), digest
+
+
+def verify(session: Session, anchors: Iterable[tuple[int, str]] = ()) -> Verification:
+    """Walk the chain and name every event that was edited, deleted, inserted or reordered.
+
+    A chain rewritten from some point on with every hash recomputed is consistent again; an
+    anchor (a ``(seq, hash)`` published earlier, outside the database) catches that too.
+    """
     result = Verification(events=0)
     # Where each event was written in the chain, from the prev_hash links alone: a moved event
     # still hashes correctly at its original position, which lets the report call it reordered.
@@ -161,6 +179,13 @@ def verify(session: Session) -> Verification:
                                        + " at the end of the chain is missing (deleted)"))
     elif head.seq != last_seq or head.hash != expected_prev:
         result.problems.append(Problem(last_seq, "edited", f"the chain head does not match event {last_seq}"))
+    for seq, digest in anchors:
+        stored = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
+        if stored is None:
+            result.problems.append(Problem(seq, "deleted", f"anchored event {seq} is missing (deleted)"))
+        elif stored != digest:
+            result.problems.append(Problem(seq, "rewritten",
+                                           f"event {seq} no longer has its anchored hash {digest[:12]}: the chain was rewritten"))
     return result
 
 

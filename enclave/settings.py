@@ -41,10 +41,12 @@ class Settings(BaseSettings):
     reviewers_required: int = Field(default=2, description="Independent reviews needed before release.")
     board_quorum: int = Field(default=3)
     board_majority: float = Field(default=0.5, description="Share of non-recused votes that must approve (strictly more than).")
+    workspace_data: Path = Field(default=Path("/data"), description="Inside a workspace: the project's read-only extract.")
+    workspace_outputs: Path = Field(default=Path("~/outputs"), description="Inside a workspace: where outputs and their evidence are saved.")
     linkage_engine: str = Field(default="duckdb")
     linkage_threshold: float = Field(default=0.9, description="Match probability at which records are clustered.")
 
-    @field_validator("home", mode="after")
+    @field_validator("home", "workspace_outputs", mode="after")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class Managed:
     name: str
     process: subprocess.Popen
     log_path: Path
+    after_stop: Callable[[], None] | None = None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -42,14 +44,28 @@ class Managed:
             return ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.after_stop is not None:
+            self.after_stop()
+
+
+def stop_stale_proxy(settings: Settings) -> None:
+    """Stop a proxy the hub started but could not stop (a hub that crashed or failed to start)."""
+    pid_file = settings.hub_dir / "run" / "proxy.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"configurable-http-proxy" in cmdline:  # the pid file may be stale and the pid reused
+        os.kill(pid, signal.SIGTERM)
+    pid_file.unlink(missing_ok=True)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -119,7 +135,7 @@ def start_hub(settings: Settings, timeout: float = 60.0) -> Managed:
         process = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=settings.hub_dir,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env=_child_env(settings), start_new_session=True)
-    managed = Managed("jupyterhub", process, log_path)
+    managed = Managed("jupyterhub", process, log_path, after_stop=lambda: stop_stale_proxy(settings))
     api = f"{oidc.public_url(settings)}/hub/api/"
     _wait_until(lambda: requests.get(api, timeout=2).status_code == 200, managed, timeout, "answer through the proxy")
     return managed

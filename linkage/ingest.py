@@ -320,7 +320,7 @@ def _write_accepted(staging: _Staging, d: SourceDefinition, values: dict[str, pd
             arrays.append(_as_date32(v[d.event_date]))
         elif f.name == "neighbourhood":
             zips = v[d.identifiers["zip"]]
-            arrays.append(pa.array(zips.map(zip_nbhd).where(zips.notna(), None).tolist(), type=pa.string()))
+            arrays.append(pa.array([zip_nbhd.get(z) if isinstance(z, str) else None for z in zips], type=pa.string()))
         elif pa.types.is_date32(f.type):
             arrays.append(_as_date32(v[f.name]))
         else:

@@ -188,7 +188,8 @@ def train_predict_cluster(
         step(f"train: m by EM on {session.block_on or 'rule'}")
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(
-                session.creator(), max_pairs=session.max_pairs
+                session.creator(), max_pairs=session.max_pairs,
+                estimate_without_term_frequencies=session.estimate_without_term_frequencies,
             )
         except ValueError as exc:
             # Splink 5 refuses an m that EM drove to exactly 0 (a level seen only in non-matches):
@@ -211,14 +212,42 @@ def train_predict_cluster(
     )
 
     step("cluster")
-    clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        predictions, threshold_match_probability=threshold
-    )
-    _to_duckdb(con, clustered, engine, "clusters", "record_key, CAST(cluster_id AS VARCHAR) AS cluster_id, source")
+    cluster_edges(con, std_table, threshold)
     model_json = linker.misc.save_model_to_json()
     if spark is not None:
         spark.catalog.clearCache()
     return SplinkOutputs(model_json=model_json, gamma_columns=gamma_columns, training_warnings=warnings)
+
+
+def cluster_edges(con: duckdb.DuckDBPyConnection, nodes_table: str, threshold: float, edges: str = "edges") -> None:
+    """Table ``clusters(record_key, cluster_id, source)``: connected components of the edges at or
+    above ``threshold``; a cluster is named by its smallest record key.
+
+    Same result as Splink's ``cluster_pairwise_predictions_at_threshold`` (a test compares them),
+    but Splink iterates SQL joins until labels settle (about 9 s for 100k records on 2 cores)
+    where SciPy's compiled connected_components takes well under a second for a million.
+    """
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __nodes AS SELECT record_key, source, (row_number() OVER (ORDER BY record_key)) - 1 AS i FROM {nodes_table}")
+    n = con.execute("SELECT count(*) FROM __nodes").fetchone()[0]
+    pairs = con.execute(
+        f"SELECT a.i, b.i FROM {edges} e JOIN __nodes a ON a.record_key = e.record_key_l "
+        f"JOIN __nodes b ON b.record_key = e.record_key_r WHERE e.match_probability >= ?",
+        [threshold],
+    ).fetchnumpy()
+    left, right = (np.asarray(pairs[k], dtype=np.int64) for k in pairs)
+    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    con.register("__labels", {"i": np.arange(n, dtype=np.int64), "component": labels.astype(np.int64)})
+    con.execute(
+        "CREATE OR REPLACE TABLE clusters AS SELECT n.record_key, min(n.record_key) OVER (PARTITION BY l.component) AS cluster_id, "
+        "n.source FROM __nodes n JOIN __labels l USING (i)"
+    )
+    con.unregister("__labels")
+    con.execute("DROP TABLE __nodes")
 
 
 # ---------------------------------------------------------------- the run

@@ -66,7 +66,7 @@ COMMON_COLUMNS: dict[str, tuple[str, str]] = {
     "event_date": ("month", "Month of the event the record is about (YYYY-MM; the day is removed)"),
     "age_at_event": ("integer", "Age in completed years at the event (from the person's date of birth)"),
     "birth_year": ("integer", "Year of birth (most frequent across the person's records)"),
-    "sex": ("category", "Sex, M or F (most frequent across the person's records; empty if unknown)"),
+    "sex": ("category", "Sex, M or F (most frequent across the person's records, else implied by a mother/father role; empty if unknown)"),
     "race_ethnicity": ("category", "Race and ethnicity (most frequent known value across the person's records)"),
     "neighbourhood": ("category", "Neighbourhood of residence at the event, derived from the zip code"),
 }
@@ -90,6 +90,10 @@ class ResearchStorePolicy(BaseModel):
     dropped_types: list[str] = Field(default_factory=lambda: ["text"], description="Content column types never copied.")
     race_ethnicity_column: str = "race_ethnicity"
     unknown_values: list[str] = Field(default_factory=lambda: ["unknown", "U", ""])
+    sex_of_role: dict[str, str] = Field(
+        default_factory=lambda: {"mother": "F", "father": "M"},
+        description="Sex implied by a related role, used only for people whose records never state one.",
+    )
     min_name_length: int = Field(default=2, description="Shorter name parts (initials) are not scanned for.")
 
 
@@ -276,13 +280,15 @@ def _linked_identifiers(vault_dir: Path, crosswalk: pd.DataFrame, allow_unlinked
 
 
 def _person_attributes(identifiers: pd.DataFrame, race: pd.DataFrame, policy: ResearchStorePolicy) -> pd.DataFrame:
-    ids = identifiers[["person_key", "dob", "sex"]].copy()
+    ids = identifiers[["person_key", "dob", "sex", "role"]].copy()
     ids["dob"] = pd.to_datetime(ids["dob"], errors="coerce")
     ids.loc[ids["sex"].isin(policy.unknown_values), "sex"] = None
+    by_role = pd.DataFrame({"person_key": ids["person_key"], "sex": ids["role"].map(policy.sex_of_role)})
     known_race = race[~race["race_ethnicity"].isin(policy.unknown_values)]
     persons = pd.DataFrame(index=pd.Index(identifiers["person_key"].unique(), name="person_key"))
     persons["dob"] = _mode(ids, "person_key", "dob")
     persons["sex"] = _mode(ids, "person_key", "sex")
+    persons["sex"] = persons["sex"].fillna(_mode(by_role, "person_key", "sex"))  # only when no record states it
     persons["race_ethnicity"] = _mode(known_race, "person_key", "race_ethnicity")
     any_race = set(race.loc[race["race_ethnicity"].notna(), "person_key"])
     unknown = persons["race_ethnicity"].isna() & persons.index.isin(any_race)

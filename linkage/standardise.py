@@ -116,6 +116,12 @@ def _list(values: list[str]) -> str:
     return "[" + ", ".join(_lit(v) for v in values) + "]::VARCHAR[]"
 
 
+def _let(name: str, value: str, body: str) -> str:
+    """``body`` with ``name`` bound to ``value``, computed once per row. A scalar subquery would
+    do the same but DuckDB plans it as a join per expression: five times slower on 1M rows."""
+    return f"list_transform([{value}], lambda {name}: {body})[1]"
+
+
 def _name_sql(column: str, rules: NameRules) -> str:
     # Apostrophes and periods vanish (o'brien -> obrien); any other non-letter separates words.
     cleaned = (
@@ -126,35 +132,38 @@ def _name_sql(column: str, rules: NameRules) -> str:
         f"array_to_string(list_filter(string_split({cleaned}, ' '), "
         f"lambda t: t <> '' AND NOT list_contains({_list(rules.drop_tokens)}, t)), ' ')"
     )
-    return f"(SELECT CASE WHEN v = '' OR list_contains({_list(rules.placeholders)}, v) THEN NULL ELSE v END FROM (SELECT {kept} AS v))"
+    return _let("v", kept, f"CASE WHEN v = '' OR list_contains({_list(rules.placeholders)}, v) THEN NULL ELSE v END")
 
 
 def _dob_sql(column: str, rules: DateRules) -> str:
     parsed = f"CAST(try_strptime(CAST({column} AS VARCHAR), {_list(rules.formats)}) AS DATE)"
-    return (
-        f"(SELECT CASE WHEN d IS NULL OR d < DATE {_lit(rules.earliest)} OR d > current_date "
+    return _let(
+        "d", parsed,
+        f"CASE WHEN d IS NULL OR d < DATE {_lit(rules.earliest)} OR d > current_date "
         f"OR list_contains({_list(rules.placeholders)}, strftime(d, '%Y-%m-%d')) THEN NULL "
-        f"ELSE strftime(d, '%Y-%m-%d') END FROM (SELECT {parsed} AS d))"
+        f"ELSE strftime(d, '%Y-%m-%d') END",
     )
 
 
 def _ssn_sql(column: str, rules: SsnRules) -> str:
     digits = f"regexp_replace(CAST({column} AS VARCHAR), '[^0-9]', '', 'g')"
-    return (
-        f"(SELECT CASE WHEN length(s) <> 9 "
+    return _let(
+        "s", digits,
+        f"CASE WHEN length(s) <> 9 "
         f"OR list_contains({_list(rules.invalid_areas)}, s[1:3]) "
-        f"OR CAST(s[1:3] AS INTEGER) >= {int(rules.invalid_area_from)} "
+        f"OR TRY_CAST(s[1:3] AS INTEGER) >= {int(rules.invalid_area_from)} "
         f"OR s[4:5] = {_lit(rules.invalid_group)} OR s[6:9] = {_lit(rules.invalid_serial)} "
-        f"OR list_contains({_list(rules.placeholders)}, s) THEN NULL ELSE s END FROM (SELECT {digits} AS s))"
+        f"OR list_contains({_list(rules.placeholders)}, s) THEN NULL ELSE s END",
     )
 
 
 def _ssn_last4_sql(column: str, rules: SsnRules) -> str:
     """Last four digits: of a valid full SSN, or as deposited by sources that only keep those."""
     digits = f"regexp_replace(CAST({column} AS VARCHAR), '[^0-9]', '', 'g')"
-    return (
-        f"(SELECT CASE WHEN length(s) = 4 AND s <> {_lit(rules.invalid_serial)} THEN s "
-        f"WHEN length(s) = 9 THEN ({_ssn_sql(column, rules)})[6:9] ELSE NULL END FROM (SELECT {digits} AS s))"
+    return _let(
+        "s", digits,
+        f"CASE WHEN length(s) = 4 AND s <> {_lit(rules.invalid_serial)} THEN s "
+        f"WHEN length(s) = 9 THEN ({_ssn_sql(column, rules)})[6:9] ELSE NULL END",
     )
 
 
@@ -179,17 +188,15 @@ def _street_sql(column: str, rules: AddressRules) -> str:
     units = "|".join(u.replace("#", "\\#") for u in rules.unit_designators)
     # Unit numbers change within a building and are often missing: compare the building only.
     without_unit = f"trim(regexp_replace({abbreviated}, ' ({units})( .*)?$', ''))"
-    return (
-        f"(SELECT CASE WHEN v = '' OR list_contains({_list(rules.placeholders)}, v) THEN NULL ELSE v END "
-        f"FROM (SELECT {without_unit} AS v))"
-    )
+    return _let("v", without_unit, f"CASE WHEN v = '' OR list_contains({_list(rules.placeholders)}, v) THEN NULL ELSE v END")
 
 
 def _zip_sql(column: str, rules: ZipRules) -> str:
     digits = f"regexp_replace(CAST({column} AS VARCHAR), '[^0-9]', '', 'g')"
-    return (
-        f"(SELECT CASE WHEN length(z) NOT IN (5, 9) OR list_contains({_list(rules.placeholders)}, z[1:5]) "
-        f"THEN NULL ELSE z[1:5] END FROM (SELECT {digits} AS z))"
+    return _let(
+        "z", digits,
+        f"CASE WHEN length(z) NOT IN (5, 9) OR list_contains({_list(rules.placeholders)}, z[1:5]) "
+        f"THEN NULL ELSE z[1:5] END",
     )
 
 
@@ -222,61 +229,68 @@ def standardise_table(
     if missing:
         raise ValueError(f"identifier table lacks column(s): {', '.join(missing)}")
 
-    stage = f"{target_table}__stage"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {stage} AS
-        SELECT CAST(record_key AS VARCHAR) AS record_key,
-               CAST(source AS VARCHAR) AS source,
-               {_name_sql('first_name', rules.names)} AS first_name,
-               {_name_sql('middle_name', rules.names)} AS middle_name,
-               {_name_sql('last_name', rules.names)} AS last_name,
-               {_dob_sql('dob', rules.dates)} AS dob,
-               {_sex_sql('sex', rules.sex)} AS sex,
-               {_ssn_sql('ssn', rules.ssn)} AS ssn,
-               {_ssn_last4_sql('ssn', rules.ssn)} AS ssn_last4,
-               {_street_sql('street', rules.address)} AS street,
-               {_zip_sql('zip', rules.zip)} AS zip
-        FROM {source_table}
-        """
-    )
+    # Each rule runs once per distinct raw value (a million records hold a few thousand names,
+    # some ten thousand dates), then the results are joined back: about 5x faster than per row.
+    def value_map(table: str, raw_columns: list[str], outputs: dict[str, str]) -> None:
+        distinct = " UNION ".join(f"SELECT CAST({c} AS VARCHAR) AS raw FROM {source_table}" for c in raw_columns)
+        selected = ", ".join(f"{expr} AS {name}" for name, expr in outputs.items())
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT raw, {selected} FROM ({distinct}) WHERE raw IS NOT NULL")
+
+    value_map("__map_name", ["first_name", "middle_name", "last_name"], {"v": _name_sql("raw", rules.names)})
+    value_map("__map_dob", ["dob"], {"v": _dob_sql("raw", rules.dates)})
+    value_map("__map_sex", ["sex"], {"v": _sex_sql("raw", rules.sex)})
+    value_map("__map_ssn", ["ssn"], {"v": _ssn_sql("raw", rules.ssn), "last4": _ssn_last4_sql("raw", rules.ssn)})
+    value_map("__map_street", ["street"], {"v": _street_sql("raw", rules.address)})
+    value_map("__map_zip", ["zip"], {"v": _zip_sql("raw", rules.zip)})
     nick_frame = pd.DataFrame({"nickname": list(nicknames), "formal": list(nicknames.values())}, dtype=object)
     con.register("__nicknames_frame", nick_frame)
     con.execute("CREATE OR REPLACE TEMP TABLE __nicknames AS SELECT CAST(nickname AS VARCHAR) nickname, CAST(formal AS VARCHAR) formal FROM __nicknames_frame")
     con.unregister("__nicknames_frame")
-    _double_metaphone_table(con, stage, "first_name", "__dm_first")
-    _double_metaphone_table(con, stage, "last_name", "__dm_last")
+    _double_metaphone_table(con, "__map_name", "v", "__dm_name")
+
+    def std(column: str, table: str, alias: str) -> str:
+        return f"LEFT JOIN {table} {alias} ON {alias}.raw = CAST(r.{column} AS VARCHAR)"
+
     con.execute(
         f"""
         CREATE OR REPLACE TABLE {target_table} AS
-        SELECT s.record_key, s.source,
-               s.first_name,
-               coalesce(n.formal, s.first_name) AS first_name_canonical,
-               f.dm AS first_name_dm,
-               f.dm[1] AS first_name_dm1,
-               s.middle_name,
-               s.last_name,
-               l.dm AS last_name_dm,
-               l.dm[1] AS last_name_dm1,
-               s.dob,
-               s.dob[1:4] AS birth_year,
-               s.sex, s.ssn, s.ssn_last4, s.street,
-               nullif(regexp_extract(s.street, '^([0-9]+)', 1), '') AS street_number,
-               nullif(trim(regexp_replace(s.street, '^[0-9]+[a-z]?( |$)', '')), '') AS street_name,
-               s.zip
-        FROM {stage} s
-        LEFT JOIN __nicknames n ON n.nickname = s.first_name
-        LEFT JOIN __dm_first f ON f.name = s.first_name
-        LEFT JOIN __dm_last l ON l.name = s.last_name
+        SELECT CAST(r.record_key AS VARCHAR) AS record_key, CAST(r.source AS VARCHAR) AS source,
+               fn.v AS first_name,
+               coalesce(n.formal, fn.v) AS first_name_canonical,
+               fd.dm AS first_name_dm,
+               fd.dm[1] AS first_name_dm1,
+               mn.v AS middle_name,
+               ln.v AS last_name,
+               ld.dm AS last_name_dm,
+               ld.dm[1] AS last_name_dm1,
+               d.v AS dob,
+               d.v[1:4] AS birth_year,
+               sx.v AS sex, sn.v AS ssn, sn.last4 AS ssn_last4, st.v AS street,
+               nullif(regexp_extract(st.v, '^([0-9]+)', 1), '') AS street_number,
+               nullif(trim(regexp_replace(st.v, '^[0-9]+[a-z]?( |$)', '')), '') AS street_name,
+               z.v AS zip
+        FROM {source_table} r
+        {std("first_name", "__map_name", "fn")}
+        {std("middle_name", "__map_name", "mn")}
+        {std("last_name", "__map_name", "ln")}
+        {std("dob", "__map_dob", "d")}
+        {std("sex", "__map_sex", "sx")}
+        {std("ssn", "__map_ssn", "sn")}
+        {std("street", "__map_street", "st")}
+        {std("zip", "__map_zip", "z")}
+        LEFT JOIN __nicknames n ON n.nickname = fn.v
+        LEFT JOIN __dm_name fd ON fd.name = fn.v
+        LEFT JOIN __dm_name ld ON ld.name = ln.v
         """
     )
-    for temp in (stage, "__nicknames", "__dm_first", "__dm_last"):
+    for temp in ("__map_name", "__map_dob", "__map_sex", "__map_ssn", "__map_street", "__map_zip", "__nicknames", "__dm_name"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
 def standardise_frame(frame: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     """Standardise a pandas frame of identifiers (tests, small inputs); same SQL as the pipeline."""
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         con.register("__raw_frame", frame)
         con.execute("CREATE TEMP TABLE __raw AS SELECT * FROM __raw_frame")

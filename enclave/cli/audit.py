@@ -43,11 +43,27 @@ def show(project: str = typer.Option(None, help="Only this project."),
 
 
 @app.command()
-def verify() -> None:
+def head() -> None:
+    """Print the chain's head as an anchor (``seq:hash``) to keep outside the registry."""
+    def _head(session):
+        who.check_can_read_audit(people.get_person(session, caller()))
+        return audit.head(session)
+
+    seq, digest = run(_head, readonly=True)
+    typer.echo(f"{seq}:{digest}")
+
+
+@app.command()
+def verify(anchor: list[str] = typer.Option([], help="seq:hash printed earlier by `enclave audit head`; repeatable.")) -> None:
     """Recompute the whole chain; exit 1 naming every edited, deleted or reordered event."""
+    try:
+        anchors = [audit.parse_anchor(a) for a in anchor]
+    except ValueError as error:
+        fail(str(error))
+
     def _verify(session):
         who.check_can_read_audit(people.get_person(session, caller()))
-        return audit.verify(session)
+        return audit.verify(session, anchors)
 
     result = run(_verify, readonly=True)
     if result.ok:

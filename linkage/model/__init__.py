@@ -47,6 +47,7 @@ class BlockingRuleSpec(_Strict):
 
 class EmSession(BlockingRuleSpec):
     max_pairs: float | None = None
+    estimate_without_term_frequencies: bool = False
 
 
 class PriorSpec(_Strict):

@@ -1,9 +1,12 @@
 """Run the generator chunk by chunk: memory stays bounded by ``chunk_people`` whatever
-the population size; every chunk has its own random stream derived from the seed, so
-the output is identical for the same configuration."""
+the population size; every chunk has its own random stream derived from (seed, chunk),
+so the output is identical for the same configuration, however many worker processes
+render the chunks (they are written in chunk order)."""
 from __future__ import annotations
 
 import csv
+import io
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from .config import SynthConfig
 from .pools import get_pools
 from .population import Population, build_population, day
 from .records import AgencyRows, build_rows
-from .writer import SourceWriter
+from .writer import SourceWriter, render
 
 GROUND_TRUTH = "ground_truth.csv"
 
@@ -29,56 +32,98 @@ class Chunk:
     rows: dict[str, AgencyRows]
 
 
-def iter_chunks(cfg: SynthConfig, definitions: dict[str, SourceDefinition] | None = None) -> Iterator[Chunk]:
-    definitions = definitions or load_definitions()
+def n_chunks(cfg: SynthConfig) -> int:
+    return -(-cfg.people // cfg.chunk_people)
+
+
+def _check_sources(cfg: SynthConfig, definitions: dict[str, SourceDefinition]) -> list[str]:
     names = cfg.sources or list(definitions)
     unknown = [n for n in names if n not in definitions or n not in AGENCIES]
     if unknown:
         raise ValueError(f"no generator or definition for source(s) {unknown}")
+    return names
+
+
+def make_chunk(cfg: SynthConfig, definitions: dict[str, SourceDefinition], c: int) -> Chunk:
+    names = _check_sources(cfg, definitions)
     pools = get_pools()
-    n_chunks = -(-cfg.people // cfg.chunk_people)
-    for c in range(n_chunks):
-        size = min(cfg.chunk_people, cfg.people - c * cfg.chunk_people)
-        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, c]))
-        pop = build_population(rng, size, c * cfg.chunk_people, cfg, pools)
-        ctx = Context(pop=pop, pools=pools, cfg=cfg, rng=rng, chunk=c, ws=day(cfg.window_start), we=day(cfg.window_end))
-        rows: dict[str, AgencyRows] = {}
-        # Every agency draws in a fixed order (overlaps feed forward), written or not.
-        for name, make in AGENCIES.items():
-            draft = make(ctx)
-            if name in names:
-                rows[name] = build_rows(draft, definitions[name], pop, pools, cfg.errors, cfg.quality_of(name), rng, c)
-        yield Chunk(c, pop, rows)
+    size = min(cfg.chunk_people, cfg.people - c * cfg.chunk_people)
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, c]))
+    pop = build_population(rng, size, c * cfg.chunk_people, cfg, pools)
+    ctx = Context(pop=pop, pools=pools, cfg=cfg, rng=rng, chunk=c, ws=day(cfg.window_start), we=day(cfg.window_end))
+    rows: dict[str, AgencyRows] = {}
+    # Every agency draws in a fixed order (overlaps feed forward), written or not.
+    for name, make in AGENCIES.items():
+        draft = make(ctx)
+        if name in names:
+            rows[name] = build_rows(draft, definitions[name], pop, pools, cfg.errors, cfg.quality_of(name), rng, c)
+    return Chunk(c, pop, rows)
+
+
+def iter_chunks(cfg: SynthConfig, definitions: dict[str, SourceDefinition] | None = None) -> Iterator[Chunk]:
+    definitions = definitions or load_definitions()
+    _check_sources(cfg, definitions)
+    for c in range(n_chunks(cfg)):
+        yield make_chunk(cfg, definitions, c)
 
 
 def person_label(pid: np.ndarray) -> np.ndarray:
     return np.char.add("P", np.char.zfill(pid.astype("U10"), 10)).astype(object)
 
 
+def _render_chunk(job: tuple[SynthConfig, dict[str, SourceDefinition], int]):
+    """Worker body: one chunk rendered to file fragments plus its ground-truth rows."""
+    cfg, definitions, c = job
+    chunk = make_chunk(cfg, definitions, c)
+    fragments = {}
+    truth = io.StringIO()
+    w = csv.writer(truth, lineterminator="\n")
+    for name, rows in chunk.rows.items():
+        fragments[name] = (render(definitions[name], rows.columns), len(rows.record_ids))
+        for role, pids in rows.persons.items():
+            present = pids >= 0
+            k = int(present.sum())
+            w.writerows(zip([name] * k, rows.record_ids[present].tolist(), [role] * k, person_label(pids[present]).tolist()))
+    return c, fragments, truth.getvalue().encode("utf-8")
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def generate(cfg: SynthConfig, out_dir: Path, definitions: dict[str, SourceDefinition] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    """Write one file per source and ground_truth.csv into ``out_dir``; returns rows per file."""
+             progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict[str, int]:
+    """Write one file per source and ground_truth.csv into ``out_dir``; returns rows per file.
+
+    Files appear only when the whole run succeeded (written as ``.name.partial``, then renamed).
+    """
     definitions = definitions or load_definitions()
-    names = cfg.sources or list(definitions)
+    names = _check_sources(cfg, definitions)
+    total = n_chunks(cfg)
+    workers = min(workers or default_workers(), total)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = {n: SourceWriter(definitions[n], out_dir) for n in names}
     truth_tmp = out_dir / f".{GROUND_TRUTH}.partial"
-    truth_rows = 0
+    truth_lines = 0
+    jobs = ((cfg, definitions, c) for c in range(total))
+    pool = None
     try:
-        with open(truth_tmp, "w", newline="", encoding="utf-8") as fh:
-            truth = csv.writer(fh)
-            truth.writerow(["source", "source_record_id", "role", "person_id"])
-            for chunk in iter_chunks(cfg, definitions):
-                for name, rows in chunk.rows.items():
-                    writers[name].write(rows.columns)
-                    for role, pids in rows.persons.items():
-                        present = pids >= 0
-                        k = int(present.sum())
-                        truth.writerows(zip([name] * k, rows.record_ids[present].tolist(), [role] * k, person_label(pids[present]).tolist()))
-                        truth_rows += k
+        if workers > 1:
+            # forkserver: workers never inherit the parent's threads (e.g. a progress bar's).
+            pool = multiprocessing.get_context("forkserver").Pool(workers)
+            results = pool.imap(_render_chunk, jobs)  # ordered; at most a few chunks in flight
+        else:
+            results = map(_render_chunk, jobs)
+        with open(truth_tmp, "wb") as fh:
+            fh.write(b"source,source_record_id,role,person_id\n")
+            for c, fragments, truth in results:
+                for name, (rendered, rows) in fragments.items():
+                    writers[name].append(rendered, rows)
+                fh.write(truth)
+                truth_lines += truth.count(b"\n")
                 if progress:
-                    progress(chunk.index + 1, -(-cfg.people // cfg.chunk_people))
+                    progress(c + 1, total)
         counts = {writers[n].path.name: writers[n].rows for n in names}
         for w in writers.values():
             w.commit()
@@ -88,5 +133,9 @@ def generate(cfg: SynthConfig, out_dir: Path, definitions: dict[str, SourceDefin
             w.abort()
         truth_tmp.unlink(missing_ok=True)
         raise
-    counts[GROUND_TRUTH] = truth_rows
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    counts[GROUND_TRUTH] = truth_lines
     return counts

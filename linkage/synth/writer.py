@@ -3,6 +3,7 @@ name and moved into place only when the whole run succeeded."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from functools import lru_cache
@@ -39,7 +40,45 @@ def format_dates(days: np.ndarray, fmt: str) -> np.ndarray:
     return out
 
 
+def arrow_schema(d: SourceDefinition) -> pa.Schema:
+    kinds = {"integer": pa.int64(), "float": pa.float64(), "date": pa.date32(), "boolean": pa.bool_()}
+    fields = []
+    for col in d.columns:
+        spec = d.content.get(col)
+        typ = kinds.get(spec.type, pa.string()) if spec else (pa.date32() if col in d.date_columns else pa.string())
+        fields.append(pa.field(col, typ))
+    return pa.schema(fields)
+
+
+def render(d: SourceDefinition, columns: dict[str, np.ndarray]) -> bytes | pa.Table:
+    """One chunk of one source in its file format: CSV bytes (no header) or an Arrow table.
+    Pure, so worker processes can render while the parent only appends."""
+    dates = set(d.date_columns)
+    if d.format == "csv":
+        out = []
+        for col in d.columns:
+            v = columns[col]
+            out.append(format_dates(v, d.date_format) if col in dates else v.tolist())
+        buf = io.StringIO()
+        # csv.writer writes None as an empty field and quotes only when needed; faster than to_csv here.
+        csv.writer(buf, lineterminator="\n").writerows(zip(*out))
+        return buf.getvalue().encode("utf-8")
+    schema = arrow_schema(d)
+    arrays = []
+    for field in schema:
+        v = columns[field.name]
+        if pa.types.is_date32(field.type):
+            arrays.append(pa.array(v.astype(np.int32), type=pa.date32(), mask=v == NULL_DAY))
+        elif pa.types.is_boolean(field.type):
+            arrays.append(pa.array(np.asarray(v) == "Y", type=pa.bool_()))
+        else:
+            arrays.append(pa.array(v, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 class SourceWriter:
+    """Appends rendered chunks to ``.<name>.partial``; ``commit`` moves it into place."""
+
     def __init__(self, definition: SourceDefinition, out_dir: Path):
         self.definition = definition
         self.path = out_dir / f"{definition.name}.{definition.format}"
@@ -47,47 +86,19 @@ class SourceWriter:
         self.rows = 0
         self._csv = None
         self._parquet: pq.ParquetWriter | None = None
-        self._schema = self._arrow_schema() if definition.format == "parquet" else None
+        self._schema = arrow_schema(definition) if definition.format == "parquet" else None
         if definition.format == "csv":
-            self._csv = open(self.tmp, "w", newline="", encoding="utf-8")
-            csv.writer(self._csv, lineterminator="\n").writerow(definition.columns)
+            self._csv = open(self.tmp, "wb")
+            self._csv.write((",".join(definition.columns) + "\n").encode("utf-8"))
 
-    def _arrow_schema(self) -> pa.Schema:
-        d = self.definition
-        kinds = {"integer": pa.int64(), "float": pa.float64(), "date": pa.date32(), "boolean": pa.bool_()}
-        fields = []
-        for col in d.columns:
-            spec = d.content.get(col)
-            typ = kinds.get(spec.type, pa.string()) if spec else (pa.date32() if col in d.date_columns else pa.string())
-            fields.append(pa.field(col, typ))
-        return pa.schema(fields)
-
-    def write(self, columns: dict[str, np.ndarray]) -> None:
-        d = self.definition
-        n = len(columns[d.record_id])
-        self.rows += n
-        dates = set(d.date_columns)
+    def append(self, rendered: bytes | pa.Table, rows: int) -> None:
+        self.rows += rows
         if self._csv is not None:
-            out = []
-            for col in d.columns:
-                v = columns[col]
-                out.append(format_dates(v, d.date_format) if col in dates else v.tolist())
-            # csv.writer writes None as an empty field; faster than DataFrame.to_csv here.
-            csv.writer(self._csv, lineterminator="\n").writerows(zip(*out))
+            self._csv.write(rendered)
             return
-        arrays = []
-        for field in self._schema:
-            v = columns[field.name]
-            if pa.types.is_date32(field.type):
-                arrays.append(pa.array(v.astype(np.int32), type=pa.date32(), mask=v == NULL_DAY))
-            elif pa.types.is_boolean(field.type):
-                arrays.append(pa.array(np.asarray(v) == "Y", type=pa.bool_()))
-            else:
-                arrays.append(pa.array(v, type=field.type, from_pandas=True))
-        table = pa.Table.from_arrays(arrays, schema=self._schema)
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self.tmp, self._schema)
-        self._parquet.write_table(table)
+        self._parquet.write_table(rendered)
 
     def commit(self) -> Path:
         if self._csv is not None:

@@ -164,3 +164,34 @@ def test_show_filters(chain):
 def test_details_refuse_unserialisable_values(registry):
     with pytest.raises(TypeError, match="cannot hold"), session_scope(registry) as s:
         audit.append(s, actor="admin", action="bad", details={"x": object()})
+
+
+def test_full_rewrite_is_caught_by_an_anchor(chain):
+    """Recomputing every hash after an edit makes the chain consistent; a published anchor still catches it."""
+    url, db = chain
+    with session_scope(url, readonly=True) as s:
+        anchor = audit.head(s)
+        events = audit.show(s)
+    target = events[-3].seq
+    statements, prev = [], None
+    for event in events:
+        if event.seq < target:
+            prev = event.hash
+            continue
+        actor = "intruder" if event.seq == target else event.actor
+        digest = audit.event_hash(event.seq, event.at, actor, event.action, event.project, event.subject, event.details, prev)
+        statements.append(f"UPDATE audit_events SET actor = '{actor}', prev_hash = '{prev}', hash = '{digest}' WHERE seq = {event.seq}")
+        prev = digest
+    statements.append(f"UPDATE audit_head SET hash = '{prev}'")
+    _tamper(db, *statements)
+    assert _verify(url).ok  # consistent without an anchor: the limit of any unkeyed chain
+    with session_scope(url, readonly=True) as s:
+        result = audit.verify(s, [anchor])
+    assert [(p.seq, p.kind) for p in result.problems] == [(anchor[0], "rewritten")]
+
+
+def test_anchor_parsing():
+    assert audit.parse_anchor("12:" + "a" * 64) == (12, "a" * 64)
+    for bad in ("12", "x:" + "a" * 64, "3:abc"):
+        with pytest.raises(ValueError, match="not <seq>"):
+            audit.parse_anchor(bad)

@@ -20,6 +20,8 @@ def as_user(registry, monkeypatch):
     """Run a CLI group as a given ENCLAVE_USER; returns (exit code, stdout + stderr)."""
     from enclave.settings import get_settings
 
+    monkeypatch.setenv("COLUMNS", "250")  # rich tables unwrapped, so assertions see whole cells
+
     def _run(user, app, *args):
         if user is None:
             monkeypatch.delenv("ENCLAVE_USER", raising=False)
@@ -130,3 +132,16 @@ def test_suspend_requires_reason_and_board(as_user, submit, approve):
     assert code == 0
     code, output = as_user("bob", project_app, "list")
     assert code == 0 and "suspended" in output
+
+
+def test_audit_head_and_anchor(as_user):
+    code, output = as_user("admin", audit_app, "head")
+    assert code == 0
+    anchor = output.strip()
+    code, output = as_user("admin", audit_app, "verify", "--anchor", anchor)
+    assert code == 0 and "intact" in output
+    seq = anchor.split(":")[0]
+    code, output = as_user("admin", audit_app, "verify", "--anchor", f"{seq}:{'0' * 64}")
+    assert code == 1 and f"event {seq} no longer has its anchored hash" in output
+    code, output = as_user("admin", audit_app, "verify", "--anchor", "nonsense")
+    assert code == 1 and "not <seq>:<64 hex digits>" in output

@@ -2,13 +2,10 @@
 build, a submission or a release, and two processes review at the same moment."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -18,42 +15,51 @@ from enclave.airlock import publishing, requests, reviews, views
 from enclave.airlock.states import RequestState
 from enclave.registry.base import dispose_engines, session_scope
 
-REPO = Path(__file__).resolve().parents[2]
+
+def _fork(task) -> int:
+    """Run ``task`` in a forked child (a real process sharing nothing but the files); return its pid.
+
+    Forking the already-imported test process instead of starting a new interpreter keeps these
+    tests fast; the registry's connection pool is emptied first so no connection is shared.
+    """
+    dispose_engines()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 0
+        try:
+            task()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
 
 
-def _env(enclave_home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-    env.update(ENCLAVE_HOME=str(enclave_home), ENCLAVE_BOARD_QUORUM="3", ENCLAVE_REVIEWERS_REQUIRED="2",
-               PYTHONPATH=str(REPO))
-    return env
+def _kill_at(point: str, task, tmp_path: Path) -> None:
+    """Run ``task`` in a child armed to stop at crash point ``point``; SIGKILL it there."""
+    from enclave.airlock import faults
 
-
-def _start(code: str, enclave_home: Path, tmp_path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=_env(enclave_home), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _kill_at(point: str, call: str, enclave_home: Path, tmp_path: Path) -> None:
-    """Run ``call`` in a subprocess armed to stop at ``point``; SIGKILL it there."""
     ready = tmp_path / f"ready-{point}"
-    proc = _start(f"""
-        from enclave.airlock import faults
-        faults.arm({point!r}, {str(ready)!r})
-        {call}
-        print("FINISHED")
-    """, enclave_home, tmp_path)
-    deadline = time.monotonic() + 90
+
+    def armed():
+        faults.arm(point, ready)
+        task()
+
+    pid = _fork(armed)
+    deadline = time.monotonic() + 60
     while not ready.exists():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"subprocess ended before crash point {point}: {out} {err[-2000:]}")
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            pytest.fail(f"the child ended (status {status}) before crash point {point}")
         if time.monotonic() > deadline:
-            proc.kill()
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
             pytest.fail(f"crash point {point} never reached")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
 def _visible_versions(project_dir: Path) -> list[str]:
@@ -71,8 +77,7 @@ def test_extract_build_killed_at_each_step_recovers(point, registry, research_st
 
     approve_application(make_application())
     dispose_engines()
-    _kill_at(point, "from enclave.provisioning import provision; provision('school-moves', actor='admin')",
-             enclave_home, tmp_path)
+    _kill_at(point, lambda: provision("school-moves", actor="admin"), tmp_path)
     project_dir = get_settings().extracts / "school-moves"
     # Nothing half-written is visible: any visible version is complete and verifies; the registry
     # (what the hub reads) lists no extract yet, so no workspace opens on it.
@@ -107,7 +112,7 @@ def test_submission_killed_between_snapshot_and_commit_recovers(point, approved_
     name = make_outputs("safe")
     rid = requests.create("alice", approved_project, {name: "sex by homeless flag"})
     dispose_engines()
-    _kill_at(point, f"from enclave.airlock import requests; requests.submit('alice', {rid})", enclave_home, tmp_path)
+    _kill_at(point, lambda: requests.submit("alice", rid), tmp_path)
     request_dir = get_settings().airlock / str(rid)
     assert (request_dir / "r1").is_dir()  # the orphaned snapshot is on disk ...
     with session_scope(registry, readonly=True) as session:  # ... but the registry never saw it
@@ -132,8 +137,7 @@ def test_release_killed_after_copy_recovers(approved_project, make_outputs, encl
     reviews.review("rev1", rid, "approve")
     reviews.review("rev2", rid, "approve")
     dispose_engines()
-    _kill_at("release.after_copy", f"from enclave.airlock import publishing; publishing.release('rev1', {rid})",
-             enclave_home, tmp_path)
+    _kill_at("release.after_copy", lambda: publishing.release("rev1", rid), tmp_path)
     assert views.describe("rev1", rid)["state"] == "approved"
     folder = publishing.release("rev1", rid)
     assert views.describe("rev1", rid)["state"] == "released"
@@ -150,25 +154,30 @@ def test_two_reviewers_approving_at_once_lose_nothing(approved_project, make_out
     requests.submit("alice", rid)
     dispose_engines()
     go = tmp_path / "go"
-    procs = []
-    for reviewer in ("rev1", "rev2", "rev2"):  # rev2 twice: exactly one of those may count
-        procs.append(_start(f"""
-            import time, pathlib
-            from enclave.airlock import reviews
-            from enclave.airlock.errors import Refused
+
+    def reviewer_task(reviewer: str, out: Path):
+        def task():
             from sqlalchemy.exc import IntegrityError
-            while not pathlib.Path({str(go)!r}).exists():
-                time.sleep(0.005)
+
+            from enclave.airlock.errors import Refused
+
+            while not go.exists():
+                time.sleep(0.002)
             try:
-                print(reviews.review({reviewer!r}, {rid}, "approve").value)
+                out.write_text(reviews.review(reviewer, rid, "approve").value)
             except (Refused, IntegrityError) as exc:
-                print("REFUSED", type(exc).__name__)
-        """, enclave_home, tmp_path))
-    time.sleep(1.5)  # let all three import and wait at the barrier
+                out.write_text(f"REFUSED {type(exc).__name__}")
+        return task
+
+    results_files = [tmp_path / f"result-{i}" for i in range(3)]
+    # rev2 twice: exactly one of those two may count.
+    pids = [_fork(reviewer_task(r, f)) for r, f in zip(("rev1", "rev2", "rev2"), results_files)]
+    time.sleep(0.3)
     go.write_text("go")
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
-    results = sorted(o[0].strip() for o in outs)
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    results = sorted(f.read_text() for f in results_files)
     assert sum(r.startswith("REFUSED") for r in results) == 1, results
     assert sorted(r for r in results if not r.startswith("REFUSED")) == ["approved", "partially_reviewed"]
     with session_scope(registry, readonly=True) as session:

@@ -1,7 +1,7 @@
 """A real hub for the hub tests: registry and zones, the OIDC provider, JupyterHub and its proxy.
 
-Module-scoped: each test module that asks for ``running_hub`` gets its own data root, ports and
-processes, stopped (and checked stopped) at the end of the module.
+Session-scoped: the hub tests share one data root, one provider and one hub (about 5-10 s to
+start on this machine), stopped at the end of the session.
 """
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ import world  # noqa: E402
 PASSWORDS = {username: f"pw-{username}-{os.getpid()}" for username, _, _ in world.PEOPLE}
 
 
-def free_port_pair() -> int:
-    """A loopback port p with p + 1 free too (the proxy's API listens on p + 1)."""
+def free_port_pair(avoid: frozenset[int] = frozenset()) -> int:
+    """A loopback port p with p + 1 free too (the proxy's API listens on p + 1), both outside ``avoid``."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        if {port, port + 1} & avoid:
+            continue
         try:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", port + 1))
@@ -56,17 +58,11 @@ class RunningHub:
         self.hub = launcher.start_hub(self.settings)
 
 
-def _kill_leftover_proxy(settings) -> None:  # noqa: ANN001
-    pid_file = settings.hub_dir / "run" / "proxy.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        pass
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def running_hub(tmp_path_factory):
+    """One hub for the whole hub test session. The ENCLAVE_* environment is set only while the
+    registry is built (the hub process gets its settings from the launcher), so tests elsewhere
+    in the same pytest run never see this data root."""
     from enclave.registry.base import dispose_engines
     from enclave.settings import get_settings
     from hub_config import launcher, oidc
@@ -76,31 +72,31 @@ def running_hub(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ENCLAVE_HOME", str(home))
         mp.delenv("ENCLAVE_DATABASE_URL", raising=False)
-        mp.setenv("ENCLAVE_HUB_PORT", str(free_port_pair()))
-        mp.setenv("ENCLAVE_OIDC_PORT", str(free_port_pair()))
+        hub_port = free_port_pair()
+        mp.setenv("ENCLAVE_HUB_PORT", str(hub_port))
+        mp.setenv("ENCLAVE_OIDC_PORT", str(free_port_pair(frozenset({hub_port, hub_port + 1}))))
         mp.setenv("ENCLAVE_IDLE_CULL_SECONDS", "3600")
         get_settings.cache_clear()
         settings = get_settings()
-        built = world.build(home)
-        oidc.write_accounts(settings, [oidc.Account(u, PASSWORDS[u], name=n, groups=r) for u, n, r in world.PEOPLE])
-        provider = launcher.start_oidc_provider(settings)
-        try:
-            hub = launcher.start_hub(settings)
-        except Exception:
-            provider.stop()
-            raise
-        running = RunningHub(oidc.public_url(settings), settings, built, hub, provider)
-        try:
-            yield running
-        finally:
-            running.hub.stop()
-            _kill_leftover_proxy(settings)
-            provider.stop()
-            dispose_engines()
-            get_settings.cache_clear()
+        built = world.build(home, settings.registry_url)
+        get_settings.cache_clear()
+    oidc.write_accounts(settings, [oidc.Account(u, PASSWORDS[u], name=n, groups=r) for u, n, r in world.PEOPLE])
+    provider = launcher.start_oidc_provider(settings)
+    try:
+        hub = launcher.start_hub(settings)
+    except Exception:
+        provider.stop()
+        raise
+    running = RunningHub(oidc.public_url(settings), settings, built, hub, provider)
+    try:
+        yield running
+    finally:
+        running.hub.stop()  # also stops a proxy left by a crashed hub
+        provider.stop()
+        dispose_engines()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def registry_url(running_hub):
     return running_hub.settings.registry_url
 

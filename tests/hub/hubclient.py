@@ -30,12 +30,15 @@ def login(hub_url: str, username: str, password: str) -> requests.Session:
     answer = session.post(urljoin(page.url, match.group(1)), data={"login": username, "password": password}, timeout=10)
     if not answer.url.startswith(hub_url) or answer.status_code >= 400:
         raise LoginFailed(f"login of {username} ended at {answer.url} with {answer.status_code}")
-    session.headers["X-XSRFToken"] = session.cookies.get("_xsrf", "")
     return session
 
 
 def api(session: requests.Session, hub_url: str, method: str, path: str, **kwargs) -> requests.Response:
-    return session.request(method, f"{hub_url}/hub/api{path}", timeout=30, **kwargs)
+    # The hub renews its _xsrf cookie on page visits (the workspace's OAuth round trip is one):
+    # send the current one, as JupyterHub's own pages do.
+    xsrf = next((c.value for c in session.cookies if c.name == "_xsrf" and c.path == "/hub/"), "")
+    headers = {"X-XSRFToken": xsrf, **kwargs.pop("headers", {})}
+    return session.request(method, f"{hub_url}/hub/api{path}", timeout=30, headers=headers, **kwargs)
 
 
 def start_server(session: requests.Session, hub_url: str, user: str, server: str, timeout: float = 30) -> requests.Response:
@@ -72,7 +75,7 @@ class Kernel:
         # The first visit completes the workspace's own OAuth with the hub and sets its cookie.
         lab = session.get(f"{self.base}/lab", timeout=30)
         assert lab.status_code == 200, (lab.status_code, lab.url)
-        xsrf = session.cookies.get("_xsrf", path=f"/user/{user}/{server}/") or session.cookies.get("_xsrf")
+        xsrf = next(c.value for c in session.cookies if c.name == "_xsrf" and c.path == f"/user/{user}/{server}/")
         self.headers = {"X-XSRFToken": xsrf}
         started = session.post(f"{self.base}/api/kernels", json={"name": "python3"}, headers=self.headers, timeout=30)
         assert started.status_code == 201, started.text

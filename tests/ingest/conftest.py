@@ -57,7 +57,8 @@ def vault(tmp_path) -> Path:
 def _write_csv(path: Path, rows: list[dict], header: list[str] | None = None, **kw) -> Path:
     header = header or list(good_row(0))
     with open(path, "w", newline="", encoding=kw.pop("encoding", "utf-8")) as fh:
-        w = csv.writer(fh, lineterminator=kw.pop("lineterminator", "\n"))
+        # Quote every field: a real exporter quotes a value holding CR, the minimal quoting does not.
+        w = csv.writer(fh, lineterminator=kw.pop("lineterminator", "\n"), quoting=kw.pop("quoting", csv.QUOTE_ALL))
         w.writerow(header)
         for r in rows:
             w.writerow([r.get(h, "") for h in header])

@@ -107,7 +107,8 @@ def test_wrong_field_count(definition, vault, kit, tmp_path):
 def test_malformed_quoting_is_quarantined_and_reading_continues(definition, vault, kit, tmp_path):
     p = kit.write_csv(tmp_path / "c.csv", [kit.good_row(i) for i in range(4)])
     lines = p.read_text(encoding="utf-8").splitlines()
-    lines[2] = lines[2].replace(",Maria,", ',"Maria"x,')
+    lines[2] = lines[2].replace(',"Maria",', ',"Maria"x,')
+    assert '"Maria"x' in lines[2]
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = ingest_file(definition, p, vault, today=kit.TODAY)
     assert result.reasons["malformed_csv"] == 1 and result.rows_accepted == 3

@@ -26,12 +26,12 @@ def dataset(n: int, seed: int, missing: bool) -> pd.DataFrame:
     return df
 
 
-CASES = [
+CASES = [  # pycanon loops over classes in Python: few classes keep this test fast
     (2_000, 1, False, ["sex", "zip"]),
     (5_000, 2, True, ["age", "sex"]),
-    (8_000, 3, True, ["age", "sex", "zip"]),
-    (20_000, 4, False, ["sex", "zip", "year", "race"]),
-    (20_000, 5, True, ["zip", "year", "race", "sex"]),
+    (3_000, 3, True, ["sex", "zip", "race"]),
+    (20_000, 4, False, ["sex", "year"]),
+    (6_000, 5, True, ["zip", "sex"]),
 ]
 
 
@@ -46,8 +46,8 @@ def test_same_values_as_pycanon(n, seed, missing, qi):
 
 
 def test_same_values_as_pycanon_per_attribute_mode():
-    df = dataset(3_000, 7, True)
-    qi, sa = ["sex", "zip"], ["diagnosis", "visits"]
+    df = dataset(1_500, 7, True)
+    qi, sa = ["sex"], ["diagnosis", "visits"]
     assert microdata.l_diversity(df, qi, sa, gen=False) == pycanon.l_diversity(df, qi, sa, gen=False)
     assert microdata.entropy_l_diversity(df, qi, sa, gen=False) == pycanon.entropy_l_diversity(df, qi, sa, gen=False)
     assert microdata.t_closeness(df, qi, sa, gen=False) == pycanon.t_closeness(df, qi, sa, gen=False)

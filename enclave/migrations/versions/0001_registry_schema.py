@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 00:37:29.827283
+Create Date: 2026-11-26 00:53:25.854846
 """
 from __future__ import annotations
 
@@ -245,6 +245,21 @@ def upgrade() -> None:
     with op.batch_alter_table('release_files', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_release_files_request_id'), ['request_id'], unique=False)
 
+    op.create_table('release_snapshots',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('round', sa.Integer(), nullable=False),
+    sa.Column('path', sa.String(length=500), nullable=False),
+    sa.Column('checksums', sa.JSON(), nullable=False),
+    sa.Column('extract_version', sa.Integer(), nullable=True),
+    sa.Column('taken_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['release_requests.id'], name=op.f('fk_release_snapshots_request_id_release_requests')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_release_snapshots')),
+    sa.UniqueConstraint('request_id', 'round', name=op.f('uq_release_snapshots_request_id_round'))
+    )
+    with op.batch_alter_table('release_snapshots', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_release_snapshots_request_id'), ['request_id'], unique=False)
+
     op.create_table('releases',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.Integer(), nullable=False),
@@ -273,6 +288,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reviews_request_id'), ['request_id'], unique=False)
+
+    op.create_table('steward_approvals',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('round', sa.Integer(), nullable=False),
+    sa.Column('agency_id', sa.Integer(), nullable=False),
+    sa.Column('steward_id', sa.Integer(), nullable=False),
+    sa.Column('decision', sa.String(length=16), nullable=False),
+    sa.Column('comments', sa.Text(), nullable=False),
+    sa.Column('decided_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['agency_id'], ['agencies.id'], name=op.f('fk_steward_approvals_agency_id_agencies')),
+    sa.ForeignKeyConstraint(['request_id'], ['release_requests.id'], name=op.f('fk_steward_approvals_request_id_release_requests')),
+    sa.ForeignKeyConstraint(['steward_id'], ['people.id'], name=op.f('fk_steward_approvals_steward_id_people')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_steward_approvals')),
+    sa.UniqueConstraint('request_id', 'round', 'agency_id', name=op.f('uq_steward_approvals_request_id_round_agency_id'))
+    )
+    with op.batch_alter_table('steward_approvals', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_steward_approvals_request_id'), ['request_id'], unique=False)
 
     op.create_table('votes',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -382,11 +415,19 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_votes_application_id'))
 
     op.drop_table('votes')
+    with op.batch_alter_table('steward_approvals', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_steward_approvals_request_id'))
+
+    op.drop_table('steward_approvals')
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reviews_request_id'))
 
     op.drop_table('reviews')
     op.drop_table('releases')
+    with op.batch_alter_table('release_snapshots', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_release_snapshots_request_id'))
+
+    op.drop_table('release_snapshots')
     with op.batch_alter_table('release_files', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_release_files_request_id'))
 

@@ -1,4 +1,5 @@
-"""The audit chain is append-only in the database too: updates and deletes are refused.
+"""The audit chain is append-only in the database too: updates and deletes are refused;
+and its head row exists from the start.
 
 This stops mistakes and casual edits through the application's own connection; someone with
 the database file can still drop the trigger, which is what the hash chain then detects.
@@ -16,7 +17,13 @@ branch_labels = None
 depends_on = None
 
 
+GENESIS_HASH = "0" * 64
+
+
 def upgrade() -> None:
+    # The chain head exists from the start, so the very first appends already lock one row
+    # (two concurrent first appends on PostgreSQL would otherwise both try to create it).
+    op.execute(f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')")
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         for verb in ("UPDATE", "DELETE"):
@@ -36,6 +43,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM audit_head WHERE id = 1 AND seq = 0")
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS audit_events_no_update")

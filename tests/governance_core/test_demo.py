@@ -1,0 +1,32 @@
+"""The demo governance: accounts, every defined source, two projects approved; idempotent."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from enclave import audit
+from enclave.board import demo
+from enclave.registry.base import ensure_schema, session_scope
+from enclave.registry.models import Approval, Project, Source
+
+
+def test_demo_seeds_and_approves_two_projects_once(enclave_home):
+    url = ensure_schema()
+    for _ in range(2):
+        with session_scope(url) as session:
+            demo.seed(session)
+        with session_scope(url) as session:
+            demo.approve_demo_projects(session)
+    with session_scope(url, readonly=True) as session:
+        sources = set(session.scalars(select(Source.name)))
+        assert {p.stem for p in demo.default_definitions_dir().glob("*.yaml")} == sources
+        projects = {p.slug: p.state for p in session.scalars(select(Project))}
+        assert projects == {"school-stability": "approved", "youth-justice-health": "approved"}
+        assert len(session.scalars(select(Approval)).all()) == 2
+        assert audit.verify(session).ok
+    # Every approved variable is a content column of its source definition.
+    import yaml
+
+    for request in demo.demo_projects(__import__("datetime").date(2026, 1, 1)):
+        for source, names in request.variables.items():
+            definition = yaml.safe_load((demo.default_definitions_dir() / f"{source}.yaml").read_text())
+            assert set(names) <= set(definition["content"]), (source, names)

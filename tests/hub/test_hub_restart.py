@@ -1,0 +1,58 @@
+"""After a hub crash, running workspaces are stopped and recorded, never orphaned; they start again."""
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+import hubclient
+from conftest import PASSWORDS, audit_events
+
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
+
+
+def sandboxes_of(home_path: str) -> list[psutil.Process]:
+    """The outer bwrap of each sandbox binding ``home_path`` (its in-namespace init is a second bwrap)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["name"] == "bwrap" and home_path in cmdline:
+            found.append(proc)
+    pids = {p.pid for p in found}
+    return [p for p in found if p.ppid() not in pids]
+
+
+def test_hub_crash_stops_and_records_workspaces_then_they_restart(running_hub):
+    url, registry = running_hub.url, running_hub.settings.registry_url
+    bob_home = str(running_hub.settings.home / "workspaces" / "alpha" / "bob")
+    session = hubclient.login(url, "bob", PASSWORDS["bob"])
+    hubclient.start_server(session, url, "bob", "alpha")
+    assert len(sandboxes_of(bob_home)) == 1
+    stopped_before = len(audit_events(registry, "workspace.stopped"))
+
+    running_hub.restart_hub(kill=True)  # SIGKILL: no clean-up by the hub itself
+
+    # --die-with-parent took the sandbox down with the hub: nothing is left running.
+    deadline = time.monotonic() + 10
+    while sandboxes_of(bob_home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandboxes_of(bob_home) == []
+    model = hubclient.api(session, url, "GET", "/users/bob/servers/alpha")
+    assert model.status_code == 200 and not model.json()["ready"] and not model.json()["pending"]
+    stops = audit_events(registry, "workspace.stopped")
+    assert len(stops) == stopped_before + 1
+    actor, _, project, details = stops[-1]
+    assert (actor, project, details["extract_version"]) == ("bob", "alpha", 1)
+    assert "not stopped by the hub" in details["reason"]
+
+    # The same session cookie still works with the restarted hub, and the workspace starts again.
+    hubclient.start_server(session, url, "bob", "alpha")
+    kernel = hubclient.Kernel(session, url, "bob", "alpha")
+    assert kernel.run("print(sorted(__import__('os').listdir('/data')))")["stdout"].strip() == "['births.parquet', 'manifest.json']"
+    kernel.close()
+
+    running_hub.restart_hub(kill=False)  # a clean shutdown stops (and records) every workspace itself
+    assert sandboxes_of(bob_home) == []
+    last = audit_events(registry, "workspace.stopped")[-1]
+    assert last[0] == "bob" and last[3]["reason"] == "stopped by the hub"
