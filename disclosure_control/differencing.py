@@ -65,14 +65,14 @@ def _nested_difference(a: Population, b: Population, threshold: int) -> int | No
     return None
 
 
-def find_pairs(new: list[Population], released: list[Population], threshold: int) -> list[Hit]:
+def find_pairs(new: list[Population], released: list[Population], threshold: int, skip_same_output: bool = True) -> list[Hit]:
     hits = []
     by_count: dict[tuple, list[Population]] = {}
     for r in released:
         by_count.setdefault((r.dataset, r.table, r.n_table_rows), []).append(r)
     for a in new:
         for b in by_count.get((a.dataset, a.table, a.n_table_rows), []):
-            if b.output_id == a.output_id:
+            if skip_same_output and b.output_id == a.output_id:
                 continue  # within one table secondary suppression and margins handle it
             d = _nested_difference(a, b, threshold)
             if d is not None:
@@ -120,5 +120,6 @@ class Ledger:
     def attacks(self, populations: list[Population], threshold: int) -> list[Hit]:
         hits = []
         for p in populations:
-            hits += find_pairs([p], self.candidates(p, threshold), threshold)
+            # ids repeat across releases (output_0 ...): a released cell is never "the same output"
+            hits += find_pairs([p], self.candidates(p, threshold), threshold, skip_same_output=False)
         return hits

@@ -325,9 +325,30 @@ class SandboxSpawner(Spawner):
         self.pid = self._proc.pid
         self.pid_start_ticks = _process_start_ticks(self.pid) or 0
         self.socket_path = str(socket_dir / "server.sock")
+        await self._wait_for_socket()
         await self._audit("workspace.started")
         self.log.info("workspace %s/%s started in sandbox pid %s", self.user.name, self.name, self.pid)
         return self.socket_url
+
+    async def _wait_for_socket(self) -> None:
+        """Return once the server's socket exists, so the hub's first readiness check succeeds.
+
+        The hub polls with an exponential back-off (up to seconds between tries); watching for
+        the socket file every 50 ms is cheaper and ends the wait as soon as the server listens.
+        A sandbox that dies first is reported with the end of its log.
+        """
+        socket_file = Path(self.socket_path)
+        deadline = time.monotonic() + self.start_timeout
+        while not socket_file.exists() and time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                log = Path(self.log_dir) / f"{self._server_dir_name()}.log"
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
+                self.log.error("workspace %s/%s exited with %s:\n%s", self.user.name, self.name, self._proc.returncode, tail)
+                await self._audit("workspace.failed", exit_code=self._proc.returncode)
+                self._cleanup_runtime()
+                self.clear_state()
+                raise RuntimeError("the workspace exited while starting; the hub log has the details")
+            await asyncio.sleep(0.05)
 
     # -- poll and stop ---------------------------------------------------------------------------------------------
     def _alive(self) -> bool:

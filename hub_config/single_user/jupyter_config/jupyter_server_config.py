@@ -19,7 +19,7 @@ c.ServerApp.sock_mode = "0600"
 # The user's own paths are not read (JUPYTER_CONFIG_DIR is this directory); these are the extensions in use.
 c.ServerApp.jpserver_extensions = {
     "jupyterlab": True,
-    "notebook_shim": True,
+    "notebook_shim": False,  # only for the classic notebook UI, which is not installed
     "jupyter_server_terminals": terminals,
     "jupyter_lsp": False,
 }
