@@ -2,7 +2,8 @@
 
 Runs, side by side in this one invocation:
   * linkage.synth at --records (default 1M) records, in a fresh child process
-    (wall time, CPU time of the child and its workers, peak RSS);
+    (wall time; CPU seconds summed over the processes that generate; peak RSS of the
+    largest of them: chunks bound each process's memory);
   * the same at a quarter of the size (peak RSS must not grow with the size: chunked);
   * BASELINE: a naive row-by-row Faker generator (one dict per record, pandas at the end)
     on a small sample, extrapolated linearly to --records. It is stated as extrapolated;
@@ -27,12 +28,17 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 RECORDS_PER_PERSON = 2.44  # measured on this generator's defaults (seed 1, 400k people)
 
 CHILD = r"""
-import sys, time
+import resource, sys, time
 from linkage.synth import SynthConfig, generate
 people, out, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
-counts = generate(SynthConfig(people=people, seed=1), out, workers=workers)
-print(sum(v for k, v in counts.items() if k != "ground_truth.csv"), time.perf_counter() - t)
+stats = {}
+counts = generate(SynthConfig(people=people, seed=1), out, workers=workers, stats=stats)
+wall = time.perf_counter() - t
+own_cpu = time.process_time()  # the parent's share (writing files); workers report their own
+rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, stats["worker_peak_rss_mb"])
+cpu = stats["worker_cpu_seconds"] + (own_cpu if workers > 1 else 0.0)
+print(sum(v for k, v in counts.items() if k != "ground_truth.csv"), wall, cpu, rss)
 """
 
 BASELINE = r"""
@@ -83,13 +89,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="synth-bench-") as tmp:
         tmp = Path(tmp)
         print(f"linkage.synth: {people:,} people (~{args.records:,} records), {args.workers} worker(s), on {os.cpu_count()} cores", flush=True)
-        out, wall, cpu, rss = run_child(CHILD, str(people), str(tmp / "full"), str(args.workers))
-        records, gen_seconds = int(out.split()[0]), float(out.split()[1])
+        print(f"  load average before: {os.getloadavg()[0]:.1f} (the machine is shared: wall time depends on it)")
+        out, _, _, _ = run_child(CHILD, str(people), str(tmp / "full"), str(args.workers))
+        records, gen_seconds, cpu, rss = int(out.split()[0]), float(out.split()[1]), float(out.split()[2]), float(out.split()[3])
         print(f"  {records:,} records in {gen_seconds:.1f} s wall ({records / gen_seconds:,.0f} records/s), "
               f"CPU {cpu:.1f} s, peak RSS {rss:.0f} MB")
 
         quarter_people = people // 4
-        out_q, _, _, rss_q = run_child(CHILD, str(quarter_people), str(tmp / "quarter"), str(args.workers))
+        out_q, _, _, _ = run_child(CHILD, str(quarter_people), str(tmp / "quarter"), str(args.workers))
+        rss_q = float(out_q.split()[3])
         print(f"  quarter size: {int(out_q.split()[0]):,} records, peak RSS {rss_q:.0f} MB (chunked: memory must not scale with size)")
 
         print(f"BASELINE naive row-by-row Faker generator, {args.baseline_sample:,} records, extrapolated to {records:,}", flush=True)

@@ -61,7 +61,11 @@ def append(session: Session, *, actor: str, action: str, project: str | None = N
     """Append one event to the chain inside the caller's transaction and return it."""
     # The head row is the chain's lock: FOR UPDATE on PostgreSQL; on SQLite the writer already
     # holds the database write lock since BEGIN IMMEDIATE, so appends serialise either way.
-    head = session.scalars(select(AuditHead).where(AuditHead.id == _HEAD_ID).with_for_update()).first()
+    transaction = session.get_transaction()
+    if transaction is not None and session.info.get("audit_head_locked_by") is transaction:
+        head = session.get(AuditHead, _HEAD_ID)  # already locked by this transaction: no round trip
+    else:
+        head = session.scalars(select(AuditHead).where(AuditHead.id == _HEAD_ID).with_for_update()).first()
     if head is None:
         head = AuditHead(id=_HEAD_ID, seq=0, hash=GENESIS_HASH)
         session.add(head)
@@ -74,6 +78,7 @@ def append(session: Session, *, actor: str, action: str, project: str | None = N
     session.add(event)
     head.seq, head.hash = seq, digest
     session.flush()
+    session.info["audit_head_locked_by"] = session.get_transaction()
     return event
 
 

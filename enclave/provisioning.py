@@ -95,7 +95,11 @@ class BuildResult:
     manifest: dict[str, Any]
     created: bool  # False when an identical extract already existed (idempotent re-run)
     adopted: bool = False  # True when a complete version left by a crashed run was taken over
-    warnings: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        what = "built" if self.created else ("adopted" if self.adopted else "unchanged")
+        return (f"{self.project}/{self.version} {what} (k required {self.manifest.get('k_required')}, "
+                f"reached {self.manifest.get('k_reached')})")
 
 
 # --------------------------------------------------------------------------- reading the store

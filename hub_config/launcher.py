@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from enclave.settings import Settings
@@ -55,17 +56,25 @@ class Managed:
             self.after_stop()
 
 
-def stop_stale_proxy(settings: Settings) -> None:
-    """Stop a proxy the hub started but could not stop (a hub that crashed or failed to start)."""
+def stop_strays(settings: Settings) -> None:
+    """Stop the children a hub started but did not stop (it crashed, was killed or failed to start):
+    its proxy (named by its pid file) and its idle culler (named by this hub's own URL)."""
     pid_file = settings.hub_dir / "run" / "proxy.pid"
     try:
         pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return
-    if b"configurable-http-proxy" in cmdline:  # the pid file may be stale and the pid reused
-        os.kill(pid, signal.SIGTERM)
+        if "configurable-http-proxy" in " ".join(psutil.Process(pid).cmdline()):  # the pid may be reused
+            os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError, psutil.Error):
+        pass
     pid_file.unlink(missing_ok=True)
+    culler_url = f"--url={oidc.public_url(settings)}/hub/api"
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "jupyterhub_idle_culler" in cmdline and culler_url in cmdline:
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -135,7 +144,7 @@ def start_hub(settings: Settings, timeout: float = 60.0) -> Managed:
         process = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=settings.hub_dir,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env=_child_env(settings), start_new_session=True)
-    managed = Managed("jupyterhub", process, log_path, after_stop=lambda: stop_stale_proxy(settings))
+    managed = Managed("jupyterhub", process, log_path, after_stop=lambda: stop_strays(settings))
     api = f"{oidc.public_url(settings)}/hub/api/"
     _wait_until(lambda: requests.get(api, timeout=2).status_code == 200, managed, timeout, "answer through the proxy")
     return managed

@@ -136,7 +136,10 @@ def check_header(path: Path, header: list[str], expected: list[str], line: int =
 
 def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: FileFacts) -> Iterator[RowChunk]:
     csv.field_size_limit(MAX_FIELD_BYTES)
-    with open(path, "r", encoding="utf-8-sig", newline="") as fh:
+    # newline="\n": lines end only at LF, nothing is translated. A bare CR inside an unquoted
+    # field then makes the csv module raise (the row is quarantined) instead of silently
+    # splitting the record in two, as universal-newline reading would.
+    with open(path, "r", encoding="utf-8-sig", newline="\n") as fh:
         reader = csv.reader(fh, strict=True)
         try:
             header = next(reader)
@@ -148,6 +151,7 @@ def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: Fil
         order = [h.strip() for h in header]
         width = len(order)
         chunk = _new_chunk(order)
+        good: list[list[str]] = []  # rows of the chunk; turned into columns in one go by zip
         row_no = 0
         pending: tuple[int, list[str]] | None = None  # one row of look-ahead to recognise the last row
 
@@ -157,8 +161,7 @@ def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: Fil
             if len(fields) != width:
                 chunk.wrong_width.append((row_no, line, fields))
                 return
-            for name, value in zip(order, fields):
-                chunk.columns[name].append(value)
+            good.append(fields)
             chunk.rows.append(row_no)
             chunk.lines.append(line)
 
@@ -187,8 +190,9 @@ def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: Fil
                 emit(*pending)
             pending = (start_line, fields)
             if len(chunk.rows) + len(chunk.wrong_width) + len(chunk.malformed) >= chunk_rows:
-                yield chunk
+                yield _columns(chunk, order, good)
                 chunk = _new_chunk(order)
+                good = []
         if pending:
             line, fields = pending
             if len(fields) != width and not facts.ends_with_newline:
@@ -196,7 +200,13 @@ def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: Fil
             emit(line, fields)
         if row_no == 0:
             raise FileRejected(path, "no data rows after the header")
-        yield chunk
+        yield _columns(chunk, order, good)
+
+
+def _columns(chunk: RowChunk, order: list[str], good: list[list[str]]) -> RowChunk:
+    if good:
+        chunk.columns = {name: list(values) for name, values in zip(order, zip(*good))}
+    return chunk
 
 
 def _new_chunk(order: list[str]) -> RowChunk:

@@ -1,4 +1,6 @@
-"""Row validation of one chunk against a source definition, vectorised with pandas.
+"""Row validation of one chunk against a source definition, vectorised with pyarrow
+compute (RE2 regular expressions in C++); dates are parsed by pandas, whose strptime is
+strict about impossible dates where Arrow's rolls 30 February over into March.
 
 Every check yields (rows, column, reason); a row with any problem is quarantined with all
 of its reasons. Reasons are short stable codes (the summary counts them).
@@ -12,30 +14,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .sources import SUBJECT_ROLE, SourceDefinition
 
 # Leading characters that make spreadsheet programs evaluate a cell (OWASP "CSV injection");
 # tab and carriage return are included because some programs strip them and then evaluate.
 FORMULA_PREFIX = re.compile(r"^[=+\-@\t\r]")
-# C0/C1 controls, zero-width and bidirectional-override characters (can disguise values).
-CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ufeff]"
-NEWLINES = r"[\r\n]"
-NAME_PATTERN = r"[^\W\d_](?:[^\W\d_]|[ '’.\-])*"
-STREET_PATTERN = r"[\w][\w #.,'’/&\-]*"
+_FORMULA_RE2 = r"^[=+\-@\t\r]"
+# C0/C1 controls, zero-width and bidirectional-override characters (they can disguise values).
+_CONTROL_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}\x{200b}-\x{200f}\x{202a}-\x{202e}\x{2028}\x{2029}\x{2066}-\x{2069}\x{feff}]"
+_NEWLINE_RE2 = r"[\r\n]"
+NAME_PATTERN = r"\p{L}(?:\p{L}|[ '’.\-])*"
+STREET_PATTERN = r"[\p{L}\p{N}][\p{L}\p{N} #.,'’/&\-]*"
 RECORD_ID_PATTERN = r"[A-Za-z0-9_.\-]{1,64}"
+_FLOAT_PATTERN = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?"
 IDENTIFIER_MAX_LENGTH = {"first_name": 50, "middle_name": 50, "last_name": 60, "street": 120, "zip": 10, "ssn": 11, "sex": 10, "dob": 20}
-_SSN_PLACEHOLDERS = {d * 9 for d in "0123456789"} | {"123456789", "987654321"}
-_BOOLEAN = {"Y": True, "YES": True, "TRUE": True, "T": True, "1": True, "N": False, "NO": False, "FALSE": False, "F": False, "0": False}
+_SSN_PLACEHOLDERS = pa.array(sorted({d * 9 for d in "0123456789"} | {"123456789", "987654321"}))
+_TRUE = pa.array(["Y", "YES", "TRUE", "T", "1"])
+_FALSE = pa.array(["N", "NO", "FALSE", "F", "0"])
 EARLIEST_DATE = np.datetime64("1900-01-01", "D")
-_INT64_DIGITS = 18  # beyond this the value cannot be an int64 count or amount we expect
+_NULL_STRING = pa.scalar(None, pa.string())
 
 
 @dataclass
 class ChunkResult:
     ok: np.ndarray  # bool per row
     problems: dict[int, list[tuple[str, str]]]  # row position -> [(column, reason)]
-    values: dict[str, pd.Series]  # column -> parsed values (all rows; use ok to select)
+    values: dict[str, pa.Array | np.ndarray]  # column -> parsed values for all rows (dates: datetime64[D])
     cleaned: Counter = field(default_factory=Counter)
 
 
@@ -55,149 +62,168 @@ def column_roles(definition: SourceDefinition) -> dict[str, str]:
     return out
 
 
+def _np(mask) -> np.ndarray:
+    """Arrow boolean (nulls = False) -> numpy bool."""
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _full(arr: pa.Array, pattern: str) -> np.ndarray:
+    return _np(pc.match_substring_regex(arr, f"^(?:{pattern})$"))
+
+
+def _present(values) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return ~np.isnat(values)
+    return np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 class _Checks:
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self) -> None:
         self.items: list[tuple[np.ndarray, str, str]] = []
 
-    def add(self, mask, column: str, reason: str) -> None:
-        mask = np.asarray(mask, dtype=bool)
+    def add(self, mask: np.ndarray, column: str, reason: str) -> None:
         if mask.any():
             self.items.append((mask, column, reason))
 
 
 def validate_chunk(definition: SourceDefinition, columns: dict[str, list], today: dt.date, date_format: str) -> ChunkResult:
     n = len(columns[definition.record_id])
-    checks = _Checks(n)
+    checks = _Checks()
     cleaned: Counter = Counter()
     ident = column_roles(definition)
-    values: dict[str, pd.Series] = {}
+    values: dict[str, pa.Array | np.ndarray] = {}
     text_content = {c for c, spec in definition.content.items() if spec.type == "text"}
     numeric_or_date = {c for c, spec in definition.content.items() if spec.type in ("integer", "float", "date")} | {
         c for c, std in ident.items() if std == "dob"}
     today64 = np.datetime64(today, "D")
+    shape = _shape_regex(date_format)
 
-    stripped: dict[str, pd.Series] = {}
+    stripped: dict[str, pa.Array] = {}
+    has: dict[str, np.ndarray] = {}
     for column in definition.columns:
-        raw = pd.Series(columns[column], dtype=object)
-        present = raw.notna().to_numpy()
-        s = raw.where(present, "").astype(str)
+        raw = pa.array(columns[column], type=pa.string())
         if column not in numeric_or_date:
-            checks.add(s.str.match(FORMULA_PREFIX).to_numpy(), column, "formula_injection")
-        st = s.str.strip()
-        checks.add(st.str.contains(CONTROL_CHARS, regex=True).to_numpy(), column, "control_character")
+            checks.add(_np(pc.match_substring_regex(raw, _FORMULA_RE2)), column, "formula_injection")
+        st = pc.utf8_trim_whitespace(raw)
+        checks.add(_np(pc.match_substring_regex(st, _CONTROL_RE2)), column, "control_character")
         if column not in text_content:
-            checks.add(st.str.contains(NEWLINES, regex=True).to_numpy(), column, "embedded_newline")
+            checks.add(_np(pc.match_substring_regex(st, _NEWLINE_RE2)), column, "embedded_newline")
         limit = (IDENTIFIER_MAX_LENGTH.get(ident[column], 100) if column in ident else
                  definition.content[column].max_length if column in definition.content else 64)
-        checks.add((st.str.len() > limit).to_numpy(), column, "too_long")
-        stripped[column] = st.where(st != "", None)
+        checks.add(_np(pc.greater(pc.utf8_length(st), limit)), column, "too_long")
+        st = pc.if_else(pc.equal(st, ""), _NULL_STRING, st)
+        stripped[column] = st
+        has[column] = _present(st)
 
-    def dates(column: str) -> pd.Series:
+    def dates(column: str) -> np.ndarray:
         st = stripped[column]
-        parsed = pd.to_datetime(st, format=date_format, errors="coerce")
-        failed = (st.notna() & parsed.isna()).to_numpy()
-        shaped = st.fillna("").str.fullmatch(_shape_regex(date_format)).to_numpy()
+        text = pd.Series(st.to_numpy(zero_copy_only=False), dtype=object)
+        day = pd.to_datetime(text, format=date_format, errors="coerce").to_numpy().astype("datetime64[D]")
+        failed = has[column] & np.isnat(day)
+        shaped = _full(st, shape)
         checks.add(failed & shaped, column, "impossible_date")
         checks.add(failed & ~shaped, column, "bad_date")
-        day = parsed.to_numpy().astype("datetime64[D]")
         ok = ~np.isnat(day)
         checks.add(ok & (day < EARLIEST_DATE), column, "implausible_date")
         checks.add(ok & (day > today64), column, "future_date")
-        return pd.Series(day)
+        return day
 
     # Record id.
     rid = stripped[definition.record_id]
-    checks.add(rid.isna().to_numpy(), definition.record_id, "missing_required")
-    checks.add((rid.notna() & ~rid.fillna("x").str.fullmatch(RECORD_ID_PATTERN)).to_numpy(), definition.record_id, "invalid_record_id")
+    checks.add(~has[definition.record_id], definition.record_id, "missing_required")
+    checks.add(has[definition.record_id] & ~_full(rid, RECORD_ID_PATTERN), definition.record_id, "invalid_record_id")
     values[definition.record_id] = rid
 
     # Identifiers.
     for column, std in ident.items():
-        st = stripped[column]
-        has = st.notna().to_numpy()
+        st, present = stripped[column], has[column]
         if std == "dob":
             values[column] = dates(column)
         elif std == "sex":
-            checks.add(has & ~st.isin(list(definition.sex_codes)).to_numpy(), column, "not_allowed_value")
-            values[column] = st.map(definition.sex_codes)
+            keys = pa.array(list(definition.sex_codes))
+            checks.add(present & ~_np(pc.is_in(st, value_set=keys)), column, "not_allowed_value")
+            values[column] = pc.take(pa.array(list(definition.sex_codes.values())), pc.index_in(st, value_set=keys))
         elif std == "ssn":
-            digits = st.fillna("").str.replace(r"[\s\-]", "", regex=True)
-            want = 4 if definition.ssn_kind == "last4" else 9
-            shape_ok = digits.str.fullmatch(r"\d{9}") | (digits.str.fullmatch(r"\d{4}") if want == 4 else False)
-            checks.add(has & ~shape_ok.to_numpy(), column, "wrong_type")
-            if want == 4:
-                digits = digits.str[-4:]
-                placeholder = digits == "0000"
+            digits = pc.replace_substring_regex(st, r"[\s\-]", "")
+            nine = _full(digits, r"\d{9}")
+            shape_ok = nine | (_full(digits, r"\d{4}") if definition.ssn_kind == "last4" else False)
+            checks.add(present & ~shape_ok, column, "wrong_type")
+            if definition.ssn_kind == "last4":
+                digits = pc.utf8_slice_codeunits(digits, -4)
+                placeholder = _np(pc.equal(digits, "0000"))
             else:
-                placeholder = digits.isin(_SSN_PLACEHOLDERS) | digits.str[:3].isin(["000", "666"]) | (digits.str[3:5] == "00") | (digits.str[5:] == "0000")
+                placeholder = (_np(pc.is_in(digits, value_set=_SSN_PLACEHOLDERS))
+                               | _np(pc.is_in(pc.utf8_slice_codeunits(digits, 0, 3), value_set=pa.array(["000", "666"])))
+                               | _np(pc.equal(pc.utf8_slice_codeunits(digits, 3, 5), "00"))
+                               | _np(pc.equal(pc.utf8_slice_codeunits(digits, 5, 9), "0000")))
             placeholder &= shape_ok
             if placeholder.any():
                 cleaned["ssn_placeholder_nulled"] += int(placeholder.sum())
-            values[column] = digits.where(shape_ok & ~placeholder & (digits != ""), None)
+            values[column] = pc.if_else(pa.array(shape_ok & ~placeholder), digits, _NULL_STRING)
         elif std == "zip":
-            ok = st.fillna("").str.fullmatch(r"\d{5}(?:-\d{4})?")
-            checks.add(has & ~ok.to_numpy(), column, "wrong_type")
-            values[column] = st.str[:5].where(ok & st.notna(), None)
+            ok = _full(st, r"\d{5}(?:-\d{4})?")
+            checks.add(present & ~ok, column, "wrong_type")
+            values[column] = pc.if_else(pa.array(ok), pc.utf8_slice_codeunits(st, 0, 5), _NULL_STRING)
         elif std == "street":
-            checks.add(has & ~st.fillna("x").str.fullmatch(STREET_PATTERN).to_numpy(), column, "invalid_characters")
+            checks.add(present & ~_full(st, STREET_PATTERN), column, "invalid_characters")
             values[column] = st
         else:  # names
-            checks.add(has & ~st.fillna("x").str.fullmatch(NAME_PATTERN).to_numpy(), column, "invalid_characters")
+            checks.add(present & ~_full(st, NAME_PATTERN), column, "invalid_characters")
             values[column] = st
 
     # Content.
     for column, spec in definition.content.items():
         if column in values:
             continue
-        st = stripped[column]
-        has = st.notna().to_numpy()
+        st, present = stripped[column], has[column]
         if spec.required:
-            checks.add(~has, column, "missing_required")
+            checks.add(~present, column, "missing_required")
         if spec.type == "date":
             values[column] = dates(column)
             continue
-        if spec.type == "integer":
-            ok = st.fillna("").str.fullmatch(r"[+-]?\d{1,%d}" % _INT64_DIGITS).to_numpy()
-            checks.add(has & ~ok & st.fillna("").str.fullmatch(r"[+-]?\d+").to_numpy(), column, "out_of_range")
-            checks.add(has & ~st.fillna("").str.fullmatch(r"[+-]?\d+").to_numpy(), column, "wrong_type")
-            num = pd.to_numeric(st.where(ok, None), errors="coerce").astype("Int64")
-        elif spec.type == "float":
-            num = pd.to_numeric(st, errors="coerce")
-            finite = np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
-            checks.add(has & ~finite, column, "wrong_type")
-            num = num.where(finite, np.nan).astype(float)
+        if spec.type in ("integer", "float"):
+            if spec.type == "integer":
+                digits = _full(st, r"[+-]?\d+")
+                ok = digits & _full(st, r"[+-]?\d{1,18}")  # longer cannot be an int64 count or amount
+                checks.add(present & digits & ~ok, column, "out_of_range")
+                checks.add(present & ~digits, column, "wrong_type")
+                num = pc.cast(pc.if_else(pa.array(ok), st, _NULL_STRING), pa.int64())
+            else:
+                ok = _full(st, _FLOAT_PATTERN)  # also refuses NaN and inf spelled out
+                checks.add(present & ~ok, column, "wrong_type")
+                num = pc.cast(pc.if_else(pa.array(ok), st, _NULL_STRING), pa.float64())
+                finite = _np(pc.is_finite(num))
+                checks.add(ok & ~finite, column, "out_of_range")
+                num = pc.if_else(pa.array(finite), num, pa.scalar(None, pa.float64()))
+            arr = num.to_numpy(zero_copy_only=False).astype(float)
+            low = spec.min if spec.min is not None else -np.inf
+            high = spec.max if spec.max is not None else np.inf
+            with np.errstate(invalid="ignore"):
+                checks.add(~np.isnan(arr) & ((arr < low) | (arr > high)), column, "out_of_range")
+            values[column] = num
         elif spec.type == "boolean":
-            mapped = st.str.upper().map(_BOOLEAN)
-            checks.add(has & mapped.isna().to_numpy(), column, "wrong_type")
-            values[column] = mapped.astype("boolean")
-            continue
+            up = pc.utf8_upper(st)
+            is_true, is_false = _np(pc.is_in(up, value_set=_TRUE)), _np(pc.is_in(up, value_set=_FALSE))
+            checks.add(present & ~is_true & ~is_false, column, "wrong_type")
+            values[column] = pa.array(np.where(is_true, True, False), mask=~(is_true | is_false), type=pa.bool_())
         elif spec.type == "category":
-            checks.add(has & ~st.isin(spec.values).to_numpy(), column, "not_allowed_value")
+            checks.add(present & ~_np(pc.is_in(st, value_set=pa.array(spec.values))), column, "not_allowed_value")
             values[column] = st
-            continue
         else:
             values[column] = st
-            continue
-        arr = num.to_numpy(dtype=float, na_value=np.nan)
-        low = spec.min if spec.min is not None else -np.inf
-        high = spec.max if spec.max is not None else np.inf
-        checks.add(~np.isnan(arr) & ((arr < low) | (arr > high)), column, "out_of_range")
-        values[column] = num
 
     # Row-level rules.
     if definition.event_date not in definition.content:
-        checks.add(stripped[definition.event_date].isna().to_numpy(), definition.event_date, "missing_required")
+        checks.add(~has[definition.event_date], definition.event_date, "missing_required")
     subject = definition.roles[SUBJECT_ROLE]
     linkable = [subject[f] for f in ("first_name", "last_name", "dob", "ssn") if f in subject]
     any_id = np.zeros(n, dtype=bool)
     for column in linkable:
-        any_id |= values[column].notna().to_numpy()
+        any_id |= _present(values[column])
     checks.add(~any_id, linkable[0], "no_identifiers")
     dob_col = subject.get("dob")
     if dob_col and dob_col != definition.event_date:
-        ev = values[definition.event_date].to_numpy()
-        dob = values[dob_col].to_numpy()
+        ev, dob = values[definition.event_date], values[dob_col]
         checks.add(~np.isnat(ev) & ~np.isnat(dob) & (ev < dob), definition.event_date, "event_before_birth")
 
     problems: dict[int, list[tuple[str, str]]] = {}

@@ -230,6 +230,15 @@ def load_events(vault_dir: Path) -> pd.DataFrame:
         return _read_verified(linkage_dir, EVENTS_FILE, EVENTS_SCHEMA, _read_state(linkage_dir))
 
 
+def load_committed(vault_dir: Path) -> tuple[dict | None, pd.DataFrame]:
+    """State and crosswalk of the same generation, read under one lock (None and empty before the first run)."""
+    linkage_dir = Path(vault_dir) / "linkage"
+    with _lock(linkage_dir):
+        _roll_forward(linkage_dir)
+        state = _read_state(linkage_dir)
+        return state, _read_verified(linkage_dir, CROSSWALK_FILE, CROSSWALK_SCHEMA, state)
+
+
 def load_state(vault_dir: Path) -> dict | None:
     """Generation, run id and checksums of the committed crosswalk, or None before the first run."""
     linkage_dir = Path(vault_dir) / "linkage"
@@ -248,7 +257,11 @@ def _validate_clusters(clusters: pd.DataFrame) -> pd.DataFrame:
         nulls = frame[field].isna().to_numpy().nonzero()[0]
         if len(nulls):
             raise KeyAssignmentError(f"clusters row {nulls[0]}, field {field}: missing value ({len(nulls)} row(s) in all)")
-    not_text = (~frame["record_key"].map(lambda v: isinstance(v, str) and v != "")).to_numpy().nonzero()[0]
+    record_keys = frame["record_key"]
+    if pd.api.types.infer_dtype(record_keys, skipna=False) != "string":
+        not_text = (~record_keys.map(lambda v: isinstance(v, str))).to_numpy().nonzero()[0]
+        raise KeyAssignmentError(f"clusters row {not_text[0]}, field record_key: not a non-empty string")
+    not_text = (record_keys == "").to_numpy().nonzero()[0]
     if len(not_text):
         raise KeyAssignmentError(f"clusters row {not_text[0]}, field record_key: not a non-empty string")
     dup = frame["record_key"].duplicated().to_numpy().nonzero()[0]
@@ -285,7 +298,7 @@ class _Plan:
     retired: int
 
 
-def _plan(old: pd.DataFrame, new: pd.DataFrame, taken: set[str]) -> _Plan:
+def _plan(old: pd.DataFrame, new: pd.DataFrame, where: np.ndarray, taken: set[str]) -> _Plan:
     """Apply the rule of the module docstring. Everything runs on integer codes (record ranks,
     person-key indices): merges and groupbys over 1M strings cost several times more."""
     n_new = len(new)
@@ -295,8 +308,7 @@ def _plan(old: pd.DataFrame, new: pd.DataFrame, taken: set[str]) -> _Plan:
 
     old_key_codes, old_keys = pd.factorize(old["person_key"])
     n_old = len(old_keys)
-    where = pd.Index(new["record_key"]).get_indexer(old["record_key"])  # -1: record no longer present
-    present = where >= 0
+    present = where >= 0  # where: position of each old record among the new ones, -1 if gone
     k = old_key_codes[present]
     a = anchor[where[present]]
     r = rank[where[present]]
@@ -385,7 +397,8 @@ def assign_person_keys(
         old_events = _read_verified(linkage_dir, EVENTS_FILE, EVENTS_SCHEMA, state)
         _pause("previous_loaded", _pause_at)
 
-        removed = int((~old["record_key"].isin(new["record_key"])).sum())
+        where = pd.Index(new["record_key"]).get_indexer(old["record_key"])  # -1: record no longer present
+        removed = int((where < 0).sum())
         if removed and not allow_removed_records:
             raise KeyAssignmentError(
                 f"clusters: {removed} record(s) of the current crosswalk are absent; a run must cover every "
@@ -393,7 +406,7 @@ def assign_person_keys(
             )
 
         taken = set(old["person_key"]) | set(old_events["from_person_key"]) | set(old_events["to_person_key"].dropna())
-        plan = _plan(old, new, taken)
+        plan = _plan(old, new, where, taken)
         crosswalk = plan.crosswalk
         now = datetime.now(timezone.utc)
         events = _events_table(plan.events, run_id, now)

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ def _spark_session() -> Any:
     from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
 
-    return (
+    session = (
         SparkSession.builder.master("local[2]")
         .appName("ids-linkage")
         .config("spark.jars", similarity_jar_location())
@@ -107,6 +108,9 @@ def _spark_session() -> Any:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .getOrCreate()
     )
+    # Splink breaks Spark's lineage with checkpoints, which need a directory.
+    session.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="ids-linkage-spark-"))
+    return session
 
 
 def _register_inputs(con: duckdb.DuckDBPyConnection, std_table: str, engine: str, spark: Any = None) -> tuple[Any, list[Any]]:
@@ -124,8 +128,8 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, std_table: str, engine: str
     db_api = SparkAPI(spark_session=spark)
     inputs = []
     for source in sources:
-        frame = con.execute(f"SELECT * FROM {std_table} WHERE source = ?", [source]).arrow()
-        inputs.append(db_api.register(spark.createDataFrame(frame.to_pandas()), dataset_display_name=source))
+        frame = con.execute(f"SELECT * FROM {std_table} WHERE source = ?", [source]).df()
+        inputs.append(db_api.register(spark.createDataFrame(frame), dataset_display_name=source))
     return db_api, inputs
 
 
@@ -241,7 +245,7 @@ def cluster_edges(con: duckdb.DuckDBPyConnection, nodes_table: str, threshold: f
     left, right = (np.asarray(pairs[k], dtype=np.int64) for k in pairs)
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
-    con.register("__labels", {"i": np.arange(n, dtype=np.int64), "component": labels.astype(np.int64)})
+    con.register("__labels", pd.DataFrame({"i": np.arange(n, dtype=np.int64), "component": labels.astype(np.int64)}))
     con.execute(
         "CREATE OR REPLACE TABLE clusters AS SELECT n.record_key, min(n.record_key) OVER (PARTITION BY l.component) AS cluster_id, "
         "n.source FROM __nodes n JOIN __labels l USING (i)"
@@ -288,6 +292,7 @@ def run_linkage(
         last = now
 
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     work_dir = runs_dir / f".{run_id}.partial"
     try:
         step("load identifier partitions")

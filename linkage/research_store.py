@@ -211,47 +211,60 @@ def _digits(values: pd.Series) -> pd.Series:
     return values.astype("string").str.replace(r"\D", "", regex=True)
 
 
-def scan_for_identifiers(tables: dict[str, pd.DataFrame], identifiers: pd.DataFrame, policy: ResearchStorePolicy) -> list[str]:
-    """Findings (table.column: kind, count) of vault identifiers inside research tables.
+# Columns this module derives itself from coded values (keys, months, codes, the neighbourhood
+# list): nothing typed by a person reaches them, so the scan skips them to stay fast at 1M rows.
+_DERIVED_COLUMNS = {"person_key", "person_key_from", "person_key_to", "source", "event_date", "sex", "race_ethnicity", "relation"}
+_SSN_LIKE = r"(?<!\d)(\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)"
 
-    Global checks: any SSN (digits), street or full date of birth from the vault, as a whole
-    cell. Per person: a cell equal to one of that person's own name parts (comparing against
-    every name in the vault would flag categories such as a school named after a surname).
-    Column names that are identifier fields are findings too.
+
+def scan_for_identifiers(
+    tables: dict[str, pd.DataFrame],
+    columns: dict[str, dict[str, tuple[str, str]]],
+    identifiers: pd.DataFrame,
+    policy: ResearchStorePolicy,
+) -> list[str]:
+    """Findings (``table.column: kind in n cell(s)``) of vault identifiers inside research tables.
+
+    Every text column except the derived ones is checked against the vault: an SSN anywhere in
+    a cell (nine digits, with or without dashes), a street address or a full date of birth as the
+    whole cell. Free-text (``string``) content columns are also checked, per person, for that
+    person's own names (checking against every name in the vault would flag categories and
+    schools named after a surname). Identifier column names are findings too.
     """
     findings: list[str] = []
-    ssns = set(_digits(identifiers["ssn"].dropna()))
-    ssns = {s for s in ssns if len(s) >= 9}
+    ssns = {s for s in _digits(identifiers["ssn"].dropna()) if len(s) == 9}
     streets = set(_norm(identifiers["street"].dropna()))
     dobs = pd.to_datetime(identifiers["dob"], errors="coerce").dropna()
     dob_texts = set(dobs.dt.strftime("%Y-%m-%d")) | set(dobs.dt.strftime("%m/%d/%Y")) | set(dobs.dt.strftime("%Y%m%d"))
-    name_parts = identifiers.melt(id_vars=["person_key"], value_vars=["first_name", "middle_name", "last_name"])
-    name_parts = name_parts.dropna(subset=["value"])
-    name_parts["value"] = _norm(name_parts["value"])
-    name_parts = name_parts[name_parts["value"].str.len() >= policy.min_name_length]
-    own_names = pd.MultiIndex.from_frame(name_parts[["person_key", "value"]].drop_duplicates())
+    parts = identifiers.melt(id_vars=["person_key"], value_vars=["first_name", "middle_name", "last_name"]).dropna(subset=["value"])
+    parts["value"] = _norm(parts["value"])
+    parts = parts[parts["value"].str.len() >= policy.min_name_length]
+    own_names = set(parts["person_key"].astype(str) + "\x1f" + parts["value"].astype(str))
     banned_columns = (set(STANDARD_FIELDS) - {"sex"}) | {"record_key", "source_record_id", "household_id"}
     for name, table in tables.items():
         for column in table.columns:
             where = f"{name}.{column}"
             if column in banned_columns:
                 findings.append(f"{where}: identifier column")
+            kind = columns.get(name, {}).get(column, ("string", ""))[0]
             series = table[column]
+            if column in _DERIVED_COLUMNS or kind == "month":
+                continue
             if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
                 continue
             cells = _norm(series.dropna())
             if cells.empty:
                 continue
+            found = cells.str.extractall(_SSN_LIKE)[0] if ssns else pd.Series(dtype=str)
             hits = {
-                "SSN": int(_digits(cells).isin(ssns).sum()) if ssns else 0,
-                "street address": int(cells.isin(streets).sum()) if streets else 0,
-                "full date of birth": int(cells.isin(dob_texts).sum()) if dob_texts else 0,
+                "SSN": int(_digits(found).isin(ssns).sum()) if len(found) else 0,
+                "street address": int(cells.isin(streets).sum()),
+                "full date of birth": int(cells.isin(dob_texts).sum()),
             }
-            keys = [c for c in ("person_key", "person_key_from", "person_key_to") if c in table.columns and c != column]
-            for key in keys:
-                pairs = pd.MultiIndex.from_arrays([table.loc[cells.index, key].astype("string"), cells])
-                hits[f"own name (by {key})"] = int(pairs.isin(own_names).sum())
-            findings.extend(f"{where}: {kind} in {n} cell(s)" for kind, n in hits.items() if n)
+            if kind == "string" and "person_key" in table.columns:
+                keyed = table.loc[cells.index, "person_key"].astype(str) + "\x1f" + cells.astype(str)
+                hits["person's own name"] = int(keyed.isin(own_names).sum())
+            findings.extend(f"{where}: {what} in {n} cell(s)" for what, n in hits.items() if n)
     return findings
 
 
@@ -320,6 +333,7 @@ def _content_tables(
             excluded.setdefault("content_rows_without_person_key", {})[source] = int((~linked).sum())
         content = content[linked].reset_index(drop=True)
         keyed = subject.loc[content["record_key"], ["person_key", "dob", "zip"]].reset_index(drop=True)
+        keyed.columns = ["person_key", "_dob", "_zip"]  # underscored: cannot collide with a content column
         content = pd.concat([keyed, content], axis=1)
         race_col = policy.race_ethnicity_column
         if race_col in content.columns:
@@ -340,7 +354,7 @@ def _content_tables(
                 spec[column] = ("month", f"{col_def.description} (YYYY-MM; the day is removed)")
             else:
                 spec[column] = (col_def.type, col_def.description)
-        unknown_columns = sorted(set(content.columns) - set(definition.content) - {"record_key", "event_date", "person_key", "dob", "zip", "neighbourhood"})
+        unknown_columns = sorted(set(content.columns) - set(definition.content) - {"record_key", "event_date", "person_key", "_dob", "_zip", "neighbourhood"})
         if unknown_columns:
             raise ResearchStoreError(f"{folder}: content column(s) {unknown_columns} are not in the {source} source definition")
         if dropped:
@@ -356,7 +370,7 @@ def _finish_content(
     source: str, content: pd.DataFrame, spec: dict[str, tuple[str, str]], persons: pd.DataFrame, zip_map: dict[str, str]
 ) -> pd.DataFrame:
     person = persons.loc[content["person_key"]].reset_index(drop=True)
-    neighbourhood = content["neighbourhood"] if "neighbourhood" in content.columns else _zip_neighbourhood(content["zip"], zip_map)
+    neighbourhood = content["neighbourhood"] if "neighbourhood" in content.columns else _zip_neighbourhood(content["_zip"], zip_map)
     out = pd.DataFrame(
         {
             "person_key": content["person_key"].astype(str),
@@ -381,7 +395,7 @@ def _latest_neighbourhood(identifiers: pd.DataFrame, frames: dict[str, pd.DataFr
         return pd.Series(dtype=object)
     dated = pd.concat(
         [f[["record_key", "event_date"]].assign(
-            nb=f["neighbourhood"] if "neighbourhood" in f.columns else _zip_neighbourhood(f["zip"], zip_map))
+            nb=f["neighbourhood"] if "neighbourhood" in f.columns else _zip_neighbourhood(f["_zip"], zip_map))
          for f in frames.values()],
         ignore_index=True,
     ).set_index("record_key")
@@ -474,10 +488,9 @@ def build(
         raise ValueError(f"unknown pause point {_pause_at!r}; known: {', '.join(PAUSE_POINTS)}")
     vault_dir, research_dir = Path(vault_dir), Path(research_dir)
     policy = policy or ResearchStorePolicy()
-    state = person_keys.load_state(vault_dir)
+    state, crosswalk = person_keys.load_committed(vault_dir)
     if state is None:
         raise ResearchStoreError(f"{vault_dir / 'linkage'}: no person-key crosswalk yet: run linkage first")
-    crosswalk = person_keys.load_crosswalk(vault_dir)
     definitions = load_definitions(definitions_dir)
     zip_map = _neighbourhoods(Path(neighbourhoods_file))
     excluded: dict[str, Any] = {}
@@ -500,7 +513,7 @@ def build(
     tables[RELATIONSHIPS_TABLE] = _relationships(vault_dir, crosswalk, household, excluded)
     columns[RELATIONSHIPS_TABLE] = RELATIONSHIP_COLUMNS
 
-    findings = scan_for_identifiers(tables, identifiers, policy)
+    findings = scan_for_identifiers(tables, columns, identifiers, policy)
     if findings:
         raise ResearchStoreError("research store not published: vault identifiers found in " + "; ".join(findings))
 

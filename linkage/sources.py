@@ -185,7 +185,7 @@ class SourceDefinition(BaseModel):
 def _describe_error(path: Path, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in err["loc"] if p != "[key]") or "(top level)"
         lines.append(f"{path.name}: key '{key}': {err['msg']}")
     return "; ".join(lines)
 

@@ -9,6 +9,7 @@ distinct name (a few thousand values), with the ``doublemetaphone`` C++ library.
 from __future__ import annotations
 
 import csv
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ RULES_FILE = MODEL_DIR / "standardisation.yaml"
 # Engineer A's shared nickname map wins; the small map in the model folder is the fallback.
 SHARED_NICKNAMES = Path(__file__).parent / "data" / "nicknames.csv"
 FALLBACK_NICKNAMES = MODEL_DIR / "nicknames.csv"
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 IDENTIFIER_FIELDS = ("first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip")
 KEY_FIELDS = ("record_key", "source")
@@ -82,10 +85,11 @@ class StandardisationRules(_Rules):
     zip: ZipRules
 
 
+@lru_cache(maxsize=8)
 def load_rules(path: Path | None = None) -> StandardisationRules:
     path = path or RULES_FILE
     try:
-        return StandardisationRules.model_validate(yaml.safe_load(path.read_text()))
+        return StandardisationRules.model_validate(yaml.load(path.read_text(), Loader=_YAML_LOADER))
     except Exception as exc:  # pydantic names the field; add the file
         raise ValueError(f"{path}: invalid standardisation rules: {exc}") from exc
 
@@ -234,7 +238,7 @@ def standardise_table(
     def value_map(table: str, raw_columns: list[str], outputs: dict[str, str]) -> None:
         distinct = " UNION ".join(f"SELECT CAST({c} AS VARCHAR) AS raw FROM {source_table}" for c in raw_columns)
         selected = ", ".join(f"{expr} AS {name}" for name, expr in outputs.items())
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT raw, {selected} FROM ({distinct}) WHERE raw IS NOT NULL")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT raw, {selected} FROM (SELECT DISTINCT raw FROM ({distinct})) WHERE raw IS NOT NULL")
 
     value_map("__map_name", ["first_name", "middle_name", "last_name"], {"v": _name_sql("raw", rules.names)})
     value_map("__map_dob", ["dob"], {"v": _dob_sql("raw", rules.dates)})

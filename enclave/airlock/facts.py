@@ -14,8 +14,9 @@ from enclave.airlock.states import RequestState
 class Actor:
     username: str
     roles: frozenset[str] = frozenset()
-    member_of: frozenset[str] = frozenset()  # project slugs the person is a member of
+    member_of: frozenset[str] = frozenset()  # projects the person belongs to, pending memberships included
     steward_of: frozenset[str] = frozenset()  # agency names the person is a steward of
+    active_in: frozenset[str] | None = None  # projects with an active (approved) membership; None = member_of
 
 
 @dataclass(frozen=True)

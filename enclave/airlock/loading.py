@@ -41,11 +41,13 @@ def person(session: Session, username: str | None) -> Person:
 def actor(session: Session, username: str | None) -> tuple[Person, Actor]:
     """The caller as a registry row and as facts: roles, active project memberships, stewarded agencies."""
     who = person(session, username)
-    projects = session.scalars(
-        select(Project.slug).join(Membership, Membership.project_id == Project.id).where(
+    memberships = session.execute(
+        select(Project.slug, Membership.state).join(Membership, Membership.project_id == Project.id).where(
             Membership.person_id == who.id, Membership.state != MembershipState.removed
         )
     ).all()
+    projects = [slug for slug, _ in memberships]
+    active = [slug for slug, state in memberships if state == MembershipState.active]
     agencies = session.scalars(
         select(Agency.name)
         .join(Source, Source.agency_id == Agency.id)
@@ -53,7 +55,7 @@ def actor(session: Session, username: str | None) -> tuple[Person, Actor]:
         .where(SourceSteward.person_id == who.id)
     ).all()
     # A pending member is still on the project's side of the wall: excluded from reviewing it.
-    return who, Actor(who.username, frozenset(who.role_names), frozenset(projects), frozenset(agencies))
+    return who, Actor(who.username, frozenset(who.role_names), frozenset(projects), frozenset(agencies), frozenset(active))
 
 
 def project(session: Session, slug: str) -> Project:

@@ -14,14 +14,20 @@ def is_project_member(actor: Actor, project: str) -> bool:
     return project in actor.member_of
 
 
+def is_active_member(actor: Actor, project: str) -> bool:
+    """Only a member whose membership the board approved (not pending, not removed) may do this."""
+    active = actor.member_of if actor.active_in is None else actor.active_in
+    return project in active
+
+
 def may_create_request(actor: Actor, project: str) -> bool:
-    """Only a researcher who is a member of the project may create a release request for it."""
-    return "researcher" in actor.roles and is_project_member(actor, project)
+    """Only a researcher who is an approved member of the project may create a release request for it."""
+    return "researcher" in actor.roles and is_active_member(actor, project)
 
 
 def may_edit_request(actor: Actor, request: RequestFacts) -> bool:
-    """Only the author, still a member of the project, may change, submit or withdraw the request."""
-    return is_author(actor, request) and is_project_member(actor, request.project)
+    """Only the author, still an approved member of the project, may change, submit or withdraw the request."""
+    return is_author(actor, request) and is_active_member(actor, request.project)
 
 
 def is_independent_of(actor: Actor, request: RequestFacts) -> bool:

@@ -2,8 +2,9 @@
 ``releases/<project>/<request>/`` with checksums, enter them in the differencing ledger and
 record the project's differential-privacy spend, all audited.
 
-The copy is built in a hidden folder and renamed into place before the registry commits; a
-folder left by a crash before the commit is replaced by the next attempt.
+The copy is staged in a hidden folder inside the registry transaction and renamed into the
+public zone only after the commit; ``recover`` rolls a committed release forward and removes the
+staging of an uncommitted one, so the public zone never shows a release the registry lacks.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -122,38 +122,11 @@ def release(username: str | None, request_id: int, *, url: str | None = None) ->
         record = loading.snapshot(session, req.id, round_)
         source = settings.airlock / record.path
         populations = _recheck(session, req, facts, source)
-        project_dir = settings.releases / facts.project
-        project_dir.mkdir(parents=True, exist_ok=True)
-        dest = project_dir / str(req.id)
-        if dest.exists():  # a copy from an attempt that crashed before its commit: never recorded, redo it
-            snap._remove_tree(dest)
-        tmp = project_dir / f".tmp-{req.id}-{uuid.uuid4().hex}"
-        tmp.mkdir(mode=0o755)
-        checksums: dict[str, str] = {}
-        outputs: list[tuple[str, Path, dict | None]] = []
+        names = sorted(f.name for f in req.files)
         epsilon = 0.0
-        try:
-            for f in sorted(req.files, key=lambda f: f.name):
-                src = source / f.name
-                shutil.copyfile(src, tmp / f.name, follow_symlinks=False)
-                digest = snap.sha256_file(tmp / f.name)
-                if digest != record.checksums.get(f.name):
-                    raise Refused("snapshot_is_intact", f"{f.name} changed while being released")
-                checksums[f.name] = digest
-                evidence_file = source / snap.evidence_name(f.name)
-                evidence = json.loads(evidence_file.read_text()) if evidence_file.is_file() else None
-                outputs.append((f.name, tmp / f.name, evidence))
-                epsilon += _epsilon_of(evidence)
-            (tmp / CHECKSUMS_FILE).write_text("".join(f"{d}  {n}\n" for n, d in sorted(checksums.items())))
-            for p in tmp.iterdir():
-                os.chmod(p, 0o444)
-            os.chmod(tmp, 0o555)
-            os.rename(tmp, dest)
-        except BaseException:
-            snap._remove_tree(tmp)
-            raise
-        crash_point("release.after_copy")
-
+        for name in names:
+            evidence_file = source / snap.evidence_name(name)
+            epsilon += _epsilon_of(json.loads(evidence_file.read_text()) if evidence_file.is_file() else None)
         proj = loading.project(session, facts.project)
         if epsilon > 0:
             budget = session.get(DPBudget, proj.id)
@@ -166,6 +139,27 @@ def release(username: str | None, request_id: int, *, url: str | None = None) ->
             budget.updated_at = dt.datetime.now(dt.UTC)
             session.add(DPSpend(project_id=proj.id, epsilon=epsilon, release_request_id=req.id,
                                 description=f"release of request {req.id}"))
+
+        staging = _staging_dir(facts.project, req.id)
+        if staging.exists():  # left by an attempt that died before its commit: never published, redo it
+            snap._remove_tree(staging)
+        staging.mkdir(parents=True, mode=0o700)
+        checksums: dict[str, str] = {}
+        try:
+            for name in names:
+                shutil.copyfile(source / name, staging / name, follow_symlinks=False)
+                digest = snap.sha256_file(staging / name)
+                if digest != record.checksums.get(name):
+                    raise Refused("snapshot_is_intact", f"{name} changed while being released")
+                checksums[name] = digest
+            (staging / CHECKSUMS_FILE).write_text("".join(f"{d}  {n}\n" for n, d in sorted(checksums.items())))
+            for p in staging.iterdir():
+                os.chmod(p, 0o444)
+            os.chmod(staging, 0o555)
+        except BaseException:
+            snap._remove_tree(staging)
+            raise
+        crash_point("release.after_copy")
         # The ledger is outside the registry transaction: entered before the commit, so a crash
         # here can only leave extra cells in it, which makes later checks stricter, never looser.
         from disclosure_control import differencing
@@ -178,7 +172,47 @@ def release(username: str | None, request_id: int, *, url: str | None = None) ->
         audit.append(session, actor=person.username, action="release.released", project=facts.project,
                      subject=f"request:{req.id}",
                      details={"round": round_, "checksums": checksums, "ledger_cells": entered, "epsilon": epsilon})
-        return dest
+        project_slug, request_number = facts.project, req.id
+    # Published only once the registry has committed the release: nothing appears in the public
+    # zone that the registry does not record. A crash in between is rolled forward by ``recover``.
+    crash_point("release.before_publish")
+    return _publish(project_slug, request_number)
+
+
+def _staging_dir(project: str, request_id: int) -> Path:
+    return get_settings().releases / project / f".staging-{int(request_id)}"
+
+
+def _publish(project: str, request_id: int) -> Path:
+    staging, dest = _staging_dir(project, request_id), get_settings().releases / project / str(int(request_id))
+    if staging.exists() and not dest.exists():
+        os.rename(staging, dest)
+        fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return dest
+
+
+def recover(*, url: str | None = None) -> dict[str, list[str]]:
+    """Finish releases committed but not yet published; remove staging left by uncommitted attempts."""
+    url = ensure_schema(url)
+    root = get_settings().releases
+    done: dict[str, list[str]] = {"published": [], "removed": []}
+    if not root.is_dir():
+        return done
+    with session_scope(url, readonly=True) as session:
+        recorded = {(r.path.split("/")[0], r.request_id) for r in session.scalars(select(Release)).all()}
+        for staging in sorted(root.glob("*/.staging-*")):
+            key = (staging.parent.name, int(staging.name.split("-")[-1]))
+            if key in recorded:
+                _publish(*key)
+                done["published"].append(f"{key[0]}/{key[1]}")
+            else:
+                snap._remove_tree(staging)
+                done["removed"].append(f"{key[0]}/{key[1]}")
+    return done
 
 
 def verify_release(folder: Path) -> list[str]:
@@ -193,4 +227,4 @@ def verify_release(folder: Path) -> list[str]:
     return bad
 
 
-__all__ = ["release", "verify_release", "ledger_path", "AirlockError"]
+__all__ = ["release", "recover", "verify_release", "ledger_path", "AirlockError"]

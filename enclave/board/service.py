@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enclave import audit
@@ -51,17 +52,32 @@ def today_utc() -> dt.date:
 
 
 # ---------------------------------------------------------------- look-ups
-def get_project(session: Session, slug: str) -> Project:
-    project = session.scalars(select(Project).where(Project.slug == slug)).first()
+def get_project(session: Session, slug: str, lock: bool = False) -> Project:
+    """The project called ``slug``; with ``lock`` its row is locked until the transaction ends.
+
+    On SQLite the writer already holds the database lock (BEGIN IMMEDIATE); on PostgreSQL the
+    row lock makes two concurrent actions on one project run one after the other.
+    """
+    query = select(Project).where(Project.slug == slug)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    project = session.scalars(query).first()
     if project is None:
         raise NotFound(f"no project named {slug!r}")
     return project
 
 
-def get_application(session: Session, application_id: int) -> Application:
-    application = session.get(Application, application_id)
+def get_application(session: Session, application_id: int, lock: bool = False) -> Application:
+    """An application; with ``lock`` it and its project are locked until the transaction ends."""
+    query = select(Application).where(Application.id == application_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    application = session.scalars(query).first()
     if application is None:
         raise NotFound(f"no application {application_id}")
+    if lock:
+        session.scalars(select(Project).where(Project.id == application.project_id).with_for_update()
+                        .execution_options(populate_existing=True)).first()
     return application
 
 
@@ -156,7 +172,7 @@ def _new_application(session: Session, project: Project, applicant: Person, kind
 
 def resubmit(session: Session, actor: str, application_id: int, request: ApplicationRequest, today: dt.date | None = None) -> Application:
     """The applicant answers a request for changes with a new application (a fresh vote)."""
-    previous = get_application(session, application_id)
+    previous = get_application(session, application_id, lock=True)
     person = get_person(session, actor)
     who.check_is_applicant(person, previous)
     when.check_resubmittable(previous)
@@ -183,7 +199,7 @@ def resubmit(session: Session, actor: str, application_id: int, request: Applica
 
 def withdraw(session: Session, actor: str, application_id: int) -> Application:
     """The applicant withdraws an application that is not decided yet."""
-    application = get_application(session, application_id)
+    application = get_application(session, application_id, lock=True)
     who.check_is_applicant(get_person(session, actor), application)
     _set_application_state(application, ApplicationState.withdrawn)
     project = application.project
@@ -198,7 +214,7 @@ def withdraw(session: Session, actor: str, application_id: int) -> Application:
 
 def amend(session: Session, actor: str, project_slug: str, amendment: AmendmentRequest, today: dt.date | None = None) -> Application:
     """The lead asks to change an approved project; nothing changes until the board approves."""
-    project = get_project(session, project_slug)
+    project = get_project(session, project_slug, lock=True)
     who.check_is_project_lead(get_person(session, actor), project)
     today = today or today_utc()
     when.check_amendable(project, today)
@@ -240,7 +256,7 @@ def amend(session: Session, actor: str, project_slug: str, amendment: AmendmentR
 # ---------------------------------------------------------------- review and votes
 def open_review(session: Session, actor: str, application_id: int) -> Application:
     """A board member puts a submitted application before the board."""
-    application = get_application(session, application_id)
+    application = get_application(session, application_id, lock=True)
     member = get_person(session, actor)
     who.check_is_board_member(member)
     when.check_open_for_review(application)
@@ -254,7 +270,7 @@ def declare_conflict(session: Session, actor: str, project_slug: str, reason: st
     """Record a board member's conflict of interest on a project: they are recused from it."""
     if not reason.strip():
         raise InvalidInput("a conflict of interest needs a reason")
-    project = get_project(session, project_slug)
+    project = get_project(session, project_slug, lock=True)
     actor_person = get_person(session, actor)
     member_person = get_person(session, member or actor)
     who.check_can_declare_conflict_for(actor_person, member_person)
@@ -282,7 +298,7 @@ def vote(session: Session, actor: str, application_id: int, choice: str, comment
         parsed = VoteChoice(choice)
     except ValueError:
         raise InvalidInput(f"vote must be one of {', '.join(c.value for c in VoteChoice)}, not {choice!r}") from None
-    application = get_application(session, application_id)
+    application = get_application(session, application_id, lock=True)
     member = get_person(session, actor)
     _check_may_sit(session, member, application)
     when.check_open_for_votes(application)
@@ -290,7 +306,10 @@ def vote(session: Session, actor: str, application_id: int, choice: str, comment
     cast = Vote(application_id=application.id, voter_id=member.id, choice=parsed.value, comment=comment)
     session.add(cast)
     application.votes.append(cast)
-    session.flush()  # the unique (application, voter) constraint is the last line of defence
+    try:
+        session.flush()  # the unique (application, voter) constraint is the last line of defence
+    except IntegrityError:
+        raise NotAllowed(f"this member has already voted on application {application.id}") from None
     audit.append(session, actor=actor, action="vote.cast", project=application.project.slug,
                  subject=f"application:{application.id}", details={"choice": parsed.value})
     return cast
@@ -347,7 +366,7 @@ def decide(session: Session, actor: str, application_id: int, conditions: Condit
     An approval records its conditions (the application's request, narrowed by ``conditions``),
     activates the approved members and their workspace entitlements and sets the DP budget.
     """
-    application = get_application(session, application_id)
+    application = get_application(session, application_id, lock=True)
     member = get_person(session, actor)
     _check_may_sit(session, member, application)
     when.check_open_for_votes(application)
@@ -435,7 +454,7 @@ def _set_budget(session: Session, project: Project, epsilon_total: float) -> Non
 # ---------------------------------------------------------------- life cycle
 def suspend(session: Session, actor: str, project_slug: str, reason: str) -> Project:
     """The board suspends an approved project: every workspace closes until reinstated."""
-    project = get_project(session, project_slug)
+    project = get_project(session, project_slug, lock=True)
     who.check_can_change_project_standing(get_person(session, actor))
     _require_reason(reason)
     _set_project_state(project, ProjectState.suspended)
@@ -446,7 +465,7 @@ def suspend(session: Session, actor: str, project_slug: str, reason: str) -> Pro
 
 def reinstate(session: Session, actor: str, project_slug: str, reason: str, today: dt.date | None = None) -> Project:
     """The board lifts a suspension, if the project has not passed its end date."""
-    project = get_project(session, project_slug)
+    project = get_project(session, project_slug, lock=True)
     who.check_can_change_project_standing(get_person(session, actor))
     _require_reason(reason)
     check_project_transition(project.state, ProjectState.approved)
@@ -462,7 +481,7 @@ def reinstate(session: Session, actor: str, project_slug: str, reason: str, toda
 
 def revoke(session: Session, actor: str, project_slug: str, reason: str) -> Project:
     """The board revokes a project for good: access ends at once and it cannot be reinstated."""
-    project = get_project(session, project_slug)
+    project = get_project(session, project_slug, lock=True)
     who.check_can_change_project_standing(get_person(session, actor))
     _require_reason(reason)
     _set_project_state(project, ProjectState.revoked)
@@ -476,7 +495,7 @@ def revoke(session: Session, actor: str, project_slug: str, reason: str) -> Proj
 
 def expire(session: Session, actor: str, project_slug: str, today: dt.date | None = None) -> Project:
     """A project past its end date expires (entitlements already refuse it from that day)."""
-    project = get_project(session, project_slug)
+    project = get_project(session, project_slug, lock=True)
     who.check_can_change_project_standing(get_person(session, actor))
     today = today or today_utc()
     when.check_due_for_expiry(project, today)
@@ -500,7 +519,7 @@ def expire_due(session: Session, actor: str, today: dt.date | None = None) -> li
 
 def remove_member(session: Session, actor: str, project_slug: str, username: str, reason: str) -> None:
     """The lead (or an admin) removes a researcher at once; removal needs no board vote."""
-    project = get_project(session, project_slug)
+    project = get_project(session, project_slug, lock=True)
     actor_person = get_person(session, actor)
     if not who.has_role(actor_person, Role.admin):
         who.check_is_project_lead(actor_person, project)

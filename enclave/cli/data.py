@@ -152,6 +152,7 @@ def ingest_dir(
     if ignored:
         err.print(f"not a declared source, skipped: {', '.join(ignored)}")
     failed = 0
+    summary = Table("source", "accepted", "quarantined", "top reasons", "deposit", title=f"ingest of {directory}")
     with _progress() as progress:
         task = progress.add_task("ingest", total=len(files))
         for f in files:
@@ -161,8 +162,13 @@ def ingest_dir(
             except FileRejected as exc:
                 failed += 1
                 err.print(f"[red]rejected[/red]: {exc}")
+                summary.add_row(f.stem, "-", "-", "[red]file rejected[/red]", "-")
             else:
-                _print_result(result, console)
+                reasons = ", ".join(f"{k} {v:,}" for k, v in result.reasons.most_common(3))
+                state = " (already deposited)" if result.already_deposited else ""
+                summary.add_row(result.source, f"{result.rows_accepted:,}", f"{result.rows_quarantined:,}", reasons,
+                                result.deposit_id + state)
             progress.advance(task)
+    console.print(summary)
     if failed:
         raise typer.Exit(1)

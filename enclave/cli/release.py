@@ -177,8 +177,11 @@ def list_(project: str = typer.Option(None, help="Only this project.")) -> None:
 
 @app.command()
 def recover() -> None:
-    """Remove airlock snapshot folders left by a crash and not recorded in the registry."""
-    from enclave.airlock import requests
+    """After a crash: remove unrecorded airlock snapshots and release staging, publish committed releases."""
+    from enclave.airlock import publishing, requests
 
     removed = requests.recover()
-    console.print(f"removed {sum(len(v) for v in removed.values())} orphaned snapshot folder(s)")
+    released = publishing.recover()
+    console.print(f"removed {sum(len(v) for v in removed.values())} orphaned snapshot folder(s); "
+                  f"published {len(released['published'])} committed release(s); "
+                  f"removed {len(released['removed'])} unrecorded release staging folder(s)")

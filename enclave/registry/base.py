@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -98,8 +98,9 @@ def dispose_engines() -> None:
 def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error.
 
-    Writers (the default) take the database write lock at BEGIN on SQLite; pass
-    ``readonly=True`` for queries so readers never block writers.
+    Writers (the default) take the database write lock at BEGIN on SQLite and the audit head
+    row lock on other databases, so writers run one at a time; pass ``readonly=True`` for
+    queries so readers never block writers.
     """
     engine = get_engine(url)
     if engine.dialect.name == "sqlite":
@@ -107,6 +108,11 @@ def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     session = factory()
     try:
+        if not readonly and engine.dialect.name != "sqlite":
+            # The same one-writer-at-a-time rule as SQLite's BEGIN IMMEDIATE: every write takes the
+            # audit chain's head row first (each state change appends to the chain anyway), so
+            # check-then-insert rules (one vote each, next uid) cannot race on PostgreSQL either.
+            session.execute(text("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE"))
         yield session
         if not readonly:
             session.commit()

@@ -124,13 +124,17 @@ class Project(Base):
     lead_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     state: Mapped[str] = mapped_column(String(32), index=True)
     posix_gid: Mapped[int] = mapped_column(Integer, unique=True)
-    current_approval_id: Mapped[int | None] = mapped_column(ForeignKey("approvals.id", use_alter=True))
+    # Points at approvals.id without a FOREIGN KEY constraint: projects and approvals reference each
+    # other, and a cyclic constraint needs ALTER TABLE, which SQLite lacks (Alembic rendered it inline
+    # for SQLite and left it out on PostgreSQL, so the schemas differed). Only ``decide`` sets it.
+    current_approval_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     state_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     lead: Mapped[Person] = relationship(foreign_keys=[lead_id])
     memberships: Mapped[list[Membership]] = relationship(back_populates="project")
-    current_approval: Mapped[Approval | None] = relationship(foreign_keys=[current_approval_id], post_update=True)
+    current_approval: Mapped[Approval | None] = relationship(
+        primaryjoin="foreign(Project.current_approval_id) == Approval.id", post_update=True)
 
 
 class Membership(Base):

@@ -7,7 +7,6 @@ exactly as in the source definition (dates as int days, ``NULL_DAY`` for empty).
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -8,6 +8,8 @@ import csv
 import io
 import multiprocessing
 import os
+import resource
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,7 @@ def person_label(pid: np.ndarray) -> np.ndarray:
 def _render_chunk(job: tuple[SynthConfig, dict[str, SourceDefinition], int]):
     """Worker body: one chunk rendered to file fragments plus its ground-truth rows."""
     cfg, definitions, c = job
+    cpu0 = time.process_time()
     chunk = make_chunk(cfg, definitions, c)
     fragments = {}
     truth = io.StringIO()
@@ -84,7 +87,8 @@ def _render_chunk(job: tuple[SynthConfig, dict[str, SourceDefinition], int]):
             present = pids >= 0
             k = int(present.sum())
             w.writerows(zip([name] * k, rows.record_ids[present].tolist(), [role] * k, person_label(pids[present]).tolist()))
-    return c, fragments, truth.getvalue().encode("utf-8")
+    usage = {"cpu_seconds": time.process_time() - cpu0, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return c, fragments, truth.getvalue().encode("utf-8"), usage
 
 
 def default_workers() -> int:
@@ -92,8 +96,10 @@ def default_workers() -> int:
 
 
 def generate(cfg: SynthConfig, out_dir: Path, definitions: dict[str, SourceDefinition] | None = None,
-             progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict[str, int]:
+             progress: Callable[[int, int], None] | None = None, workers: int | None = None,
+             stats: dict | None = None) -> dict[str, int]:
     """Write one file per source and ground_truth.csv into ``out_dir``; returns rows per file.
+    ``stats``, when given, receives the CPU seconds and the peak RSS of the processes that rendered chunks.
 
     Files appear only when the whole run succeeded (written as ``.name.partial``, then renamed).
     """
@@ -117,7 +123,10 @@ def generate(cfg: SynthConfig, out_dir: Path, definitions: dict[str, SourceDefin
             results = map(_render_chunk, jobs)
         with open(truth_tmp, "wb") as fh:
             fh.write(b"source,source_record_id,role,person_id\n")
-            for c, fragments, truth in results:
+            for c, fragments, truth, usage in results:
+                if stats is not None:
+                    stats["worker_cpu_seconds"] = stats.get("worker_cpu_seconds", 0.0) + usage["cpu_seconds"]
+                    stats["worker_peak_rss_mb"] = max(stats.get("worker_peak_rss_mb", 0.0), usage["peak_rss_mb"])
                 for name, (rendered, rows) in fragments.items():
                     writers[name].append(rendered, rows)
                 fh.write(truth)

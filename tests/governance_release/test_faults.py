@@ -126,7 +126,8 @@ def test_submission_killed_between_snapshot_and_commit_recovers(point, approved_
     assert sorted(p.name for p in request_dir.iterdir()) == ["r1"]
 
 
-def test_release_killed_after_copy_recovers(approved_project, make_outputs, enclave_home, tmp_path, registry):
+@pytest.mark.parametrize("point", ["release.after_copy", "release.before_publish"])
+def test_release_killed_before_or_after_its_commit_recovers(point, approved_project, make_outputs, tmp_path, registry):
     from disclosure_control.differencing import Ledger
 
     from enclave.settings import get_settings
@@ -136,12 +137,19 @@ def test_release_killed_after_copy_recovers(approved_project, make_outputs, encl
     requests.submit("alice", rid)
     reviews.review("rev1", rid, "approve")
     reviews.review("rev2", rid, "approve")
-    dispose_engines()
-    _kill_at("release.after_copy", lambda: publishing.release("rev1", rid), tmp_path)
-    assert views.describe("rev1", rid)["state"] == "approved"
-    folder = publishing.release("rev1", rid)
+    _kill_at(point, lambda: publishing.release("rev1", rid), tmp_path)
+    public = get_settings().releases / approved_project / str(rid)
+    assert not public.exists()  # the public zone never shows a release the registry may not record
+    if point == "release.after_copy":  # killed before the commit: still approved, release again
+        assert views.describe("rev1", rid)["state"] == "approved"
+        assert publishing.release("rev1", rid) == public
+        assert publishing.recover() == {"published": [], "removed": []}
+    else:  # committed, not yet published: recovery rolls it forward
+        assert views.describe("rev1", rid)["state"] == "released"
+        assert publishing.recover() == {"published": [f"{approved_project}/{rid}"], "removed": []}
     assert views.describe("rev1", rid)["state"] == "released"
-    assert publishing.verify_release(folder) == []
+    assert publishing.verify_release(public) == []
+    assert sorted(p.name for p in public.parent.iterdir()) == [str(rid)]
     assert Ledger(publishing.ledger_path()).released_outputs() == [f"{approved_project}/{rid}/{name.split('.')[0]}"]
 
 

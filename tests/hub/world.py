@@ -79,12 +79,36 @@ def _write_extract(home: Path, project: str, version: int) -> str:
     return f"{project}/{version}"
 
 
+def add_approved_project(home: Path, url: str | None, project: str, members: list[str]) -> None:
+    """Add researchers (created if new) and approve ``project`` for them, with an extract version 1."""
+    from sqlalchemy import select
+
+    from enclave import people
+    from enclave.board import service
+    from enclave.registry.base import session_scope
+    from enclave.registry.models import Extract, Person
+
+    with session_scope(url) as session:
+        known = set(session.scalars(select(Person.username)).all())
+        for username in members:
+            if username not in known:
+                people.add_person(session, ADMIN, username, f"Researcher {username}", ["researcher"])
+    with session_scope(url) as session:
+        application = service.apply(session, members[0], _application(project, members), today=START)
+        service.open_review(session, BOARD[0], application.id)
+        for member in BOARD:
+            service.vote(session, member, application.id, "approve")
+        decision = service.decide(session, BOARD[0], application.id, today=START)
+        path = _write_extract(home, project, 1)
+        session.add(Extract(project_id=application.project.id, approval_id=decision.approval.id, version=1,
+                            path=path, state="ready", rows=50))
+
+
 def build(home: Path, url: str | None = None) -> World:
     """Create the registry, the people, the projects in their standings and the zones under ``home``."""
     from enclave import people
     from enclave.board import service
     from enclave.registry.base import session_scope, upgrade
-    from enclave.registry.models import Extract
 
     upgrade(url)
     with session_scope(url) as session:
@@ -94,15 +118,7 @@ def build(home: Path, url: str | None = None) -> World:
         for source, agency in SOURCES:
             people.register_source(session, ADMIN, source, agency)
     for project, (members, standing) in PROJECTS.items():
-        with session_scope(url) as session:
-            application = service.apply(session, members[0], _application(project, members), today=START)
-            service.open_review(session, BOARD[0], application.id)
-            for member in BOARD:
-                service.vote(session, member, application.id, "approve")
-            decision = service.decide(session, BOARD[0], application.id, today=START)
-            path = _write_extract(home, project, 1)
-            session.add(Extract(project_id=application.project.id, approval_id=decision.approval.id, version=1,
-                                path=path, state="ready", rows=50))
+        add_approved_project(home, url, project, members)
         with session_scope(url) as session:
             if standing == "suspended":
                 service.suspend(session, BOARD[0], project, "hub test: suspended")

@@ -171,3 +171,27 @@ def test_whitespace_is_trimmed(definition, vault, kit, tmp_path):
     assert result.rows_accepted == 4
     ids = kit.read_part(vault, "identifiers").set_index("record_key")
     assert ids.loc["clinic:V00002", "first_name"] == "Maria" and ids.loc["clinic:V00002", "zip"] == "21201"
+
+
+def test_bare_carriage_return_in_unquoted_field_does_not_split_the_record(definition, vault, kit, tmp_path):
+    p = kit.write_csv(tmp_path / "c.csv", [kit.good_row(i) for i in range(4)], quoting=0)  # QUOTE_MINIMAL
+    text = p.read_text(encoding="utf-8").splitlines()
+    text[2] = text[2].replace(",ok", ",\r=1+1")  # last field of row 2, unquoted, CR-led
+    p.write_bytes(("\n".join(text) + "\n").encode())
+    result = ingest_file(definition, p, vault, today=kit.TODAY)
+    assert result.rows_accepted == 3 and result.rows_quarantined == 1 and result.reasons["malformed_csv"] == 1
+    assert "V00001" not in set(kit.read_part(vault, "identifiers").source_record_id)
+
+
+def test_quoted_line_breaks_survive_in_text_fields(tmp_path, kit):
+    from linkage.sources import SourceDefinition
+
+    spec = dict(kit.DEFINITION, content=dict(kit.DEFINITION["content"], note={"type": "text", "description": "Free text", "max_length": 50}))
+    definition = SourceDefinition.model_validate(spec)
+    rows = [kit.good_row(i) for i in range(2)]
+    rows[1]["note"] = "first line\r\nsecond line"
+    p = kit.write_csv(tmp_path / "c.csv", rows, lineterminator="\r\n")
+    result = ingest_file(definition, p, tmp_path / "v", today=kit.TODAY)
+    assert result.rows_accepted == 2
+    notes = kit.read_part(tmp_path / "v", "content").set_index("record_key")["note"]
+    assert notes["clinic:V00001"] == "first line\r\nsecond line"

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pandas as pd
@@ -36,14 +37,20 @@ COMMITTED = {"journal_written", "crosswalk_replaced", "all_replaced"}
 
 
 def start_paused(script: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe: a child that fills an unread pipe would block before pausing.
+    err = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=err, text=True)
+    proc.errfile = err  # type: ignore[attr-defined]
+    return proc
 
 
 def kill_when_paused(proc: subprocess.Popen, step: str) -> None:
     line = proc.stdout.readline()
     if line.strip() != f"PAUSED {step}":
         proc.kill()
-        raise AssertionError(f"process did not pause at {step}: {line!r} {proc.stderr.read()[-2000:]}")
+        proc.wait()
+        proc.errfile.seek(0)
+        raise AssertionError(f"process did not pause at {step}: {line!r} {proc.errfile.read()[-2000:]}")
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
 

@@ -133,14 +133,14 @@ def test_an_identifier_smuggled_into_content_stops_the_build_and_keeps_the_old_s
     # The school name of one record is replaced by that pupil's own first name.
     content.loc[0, "school_name"] = ids.set_index("record_key").loc[content.loc[0, "record_key"], "first_name"]
     content.to_parquet(path, index=False)
-    with pytest.raises(ResearchStoreError, match=r"school_enrollment\.school_name: own name") as err:
+    with pytest.raises(ResearchStoreError, match=r"school_enrollment\.school_name: person's own name") as err:
         build(vault, research)
     assert ids["first_name"].iloc[0] not in str(err.value)
     assert read_manifest(research) == old
 
     # And an SSN (from another source) typed into a text cell.
     ssn = pd.read_parquet(next((vault / "identifiers" / "housing_assistance").glob("*.parquet")))["ssn"].dropna().iloc[0]
-    content.loc[0, "school_name"] = f"{ssn[:3]}-{ssn[3:5]}-{ssn[5:]}"
+    content.loc[0, "school_name"] = f"Academy {ssn[:3]}-{ssn[3:5]}-{ssn[5:]} annex"
     content.to_parquet(path, index=False)
     with pytest.raises(ResearchStoreError, match="SSN"):
         build(vault, research)
@@ -175,3 +175,11 @@ def test_the_store_follows_the_current_crosswalk(tmp_path, linked_vault):
     assert manifest.crosswalk_generation == 2 and manifest.linkage_run_id == "run-2"
     persons = pd.read_parquet(research / "persons.parquet")
     assert set(persons["person_key"]) == set(load_crosswalk(vault)["person_key"])
+
+
+def test_no_store_before_linkage(tmp_path, population, vault_tools):
+    vault = tmp_path / "vault"
+    vault_tools.write_vault(vault, population)
+    with pytest.raises(ResearchStoreError, match="run linkage first"):
+        build(vault, tmp_path / "research")
+    assert not (tmp_path / "research").exists()

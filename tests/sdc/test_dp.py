@@ -77,7 +77,7 @@ def _spend(args):
 def test_concurrent_charges_never_overdraw(tmp_path):
     path = tmp_path / "b.sqlite"
     dp.Budget(path, "shared").set_total(2.0)   # room for exactly 20 charges
-    with mp.get_context("spawn").Pool(4) as pool:
+    with mp.get_context("fork").Pool(4) as pool:
         granted = sum(pool.map(_spend, [(path, 15)] * 4))   # 60 attempts
     assert granted == 20
     assert dp.Budget(path, "shared").remaining == pytest.approx(0.0)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 00:53:25.854846
+Create Date: 2026-11-26 01:20:06.639575
 """
 from __future__ import annotations
 
@@ -81,7 +81,6 @@ def upgrade() -> None:
     sa.Column('current_approval_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('state_changed_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['current_approval_id'], ['approvals.id'], name=op.f('fk_projects_current_approval_id_approvals'), use_alter=True),
     sa.ForeignKeyConstraint(['lead_id'], ['people.id'], name=op.f('fk_projects_lead_id_people')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_projects')),
     sa.UniqueConstraint('posix_gid', name=op.f('uq_projects_posix_gid')),

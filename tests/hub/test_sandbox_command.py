@@ -1,0 +1,106 @@
+"""The sandbox command line and the development provider's files, without starting anything."""
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from hub_config import oidc, sandbox, seccomp_filter
+
+
+def _spec(tmp_path: Path, **overrides) -> sandbox.SandboxSpec:
+    values = dict(
+        username="alice", uid=20005, gid=30001,
+        extract_path=tmp_path / "var" / "extracts" / "alpha" / "1", home_path=tmp_path / "var" / "workspaces" / "alpha" / "alice",
+        socket_dir=tmp_path / "run" / "abc", etc_dir=tmp_path / "run" / "abc.etc", hub_socket=tmp_path / "run" / "hub.sock",
+        jupyter_config_dir=Path("/opt/cfg"), jupyter_data_dir=Path("/opt/data"),
+        readonly_paths=(Path("/opt/python"), Path("/opt/venv")), command=("jupyterhub-singleuser",),
+        seccomp_fd=7,
+    )
+    values.update(overrides)
+    return sandbox.SandboxSpec(**values)
+
+
+def _binds(argv: list[str]) -> dict[str, tuple[str, str]]:
+    """destination -> (kind, source) for every bind in a bwrap argv."""
+    out = {}
+    for i, arg in enumerate(argv):
+        if arg in ("--bind", "--ro-bind"):
+            out[argv[i + 2]] = (arg, argv[i + 1])
+        if arg == "--":
+            break
+    return out
+
+
+def test_only_the_extract_home_and_sockets_of_the_data_root_are_bound(tmp_path):
+    argv = sandbox.bwrap_argv(_spec(tmp_path))
+    binds = _binds(argv)
+    data_root = str(tmp_path / "var")
+    from_data_root = {dest: (kind, src) for dest, (kind, src) in binds.items() if src.startswith(data_root)}
+    assert from_data_root == {"/data": ("--ro-bind", str(tmp_path / "var/extracts/alpha/1")),
+                              "/home/alice": ("--bind", str(tmp_path / "var/workspaces/alpha/alice"))}
+    writable = {dest for dest, (kind, _) in binds.items() if kind == "--bind"}
+    assert writable == {"/home/alice", sandbox.SERVER_SOCKET_DIR}
+
+
+def test_namespaces_privileges_and_limits(tmp_path):
+    argv = sandbox.bwrap_argv(_spec(tmp_path))
+    bwrap_part = argv[: argv.index("--")]
+    for flag in ("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup",
+                 "--die-with-parent", "--new-session"):
+        assert flag in bwrap_part
+    assert "--unshare-user" not in argv  # as root it would map the sandbox user to real root
+    assert bwrap_part[bwrap_part.index("--seccomp") + 1] == "7"
+    setpriv = argv[argv.index("--") + 1: argv.index("--", argv.index("--") + 1)]
+    assert {"--reuid=20005", "--regid=30001", "--clear-groups", "--no-new-privs", "--bounding-set=-all",
+            "--inh-caps=-all"} <= set(setpriv)
+    assert "--as=2147483648" in argv and "--nproc=256" in argv and "--cpu=36000" in argv
+    assert argv[-1] == "jupyterhub-singleuser"
+
+
+def test_parent_directories_are_traversable(tmp_path):
+    argv = sandbox.bwrap_argv(_spec(tmp_path, readonly_paths=(Path("/root/.pyenv/versions/3.11.7"),)))
+    # privileged bwrap would create /root 0700, which the sandbox user could not traverse
+    i = argv.index("/root")
+    assert argv[i - 3: i] == ["--perms", "0755", "--dir"]
+
+
+def test_generated_passwd_names_only_the_user():
+    text = sandbox.passwd_text("alice", 20005, 30001, "/home/alice")
+    assert text.splitlines()[0] == "alice:x:20005:30001:alice:/home/alice:/bin/sh"
+    assert "root" not in text
+
+
+def test_seccomp_program_is_built():
+    program = seccomp_filter.bpf_program()
+    assert len(program) % 8 == 0 and len(program) > 100  # classic BPF: 8-byte instructions
+
+
+def test_accounts_store_only_hashes_and_refuse_bad_rows(enclave_home):
+    from enclave.settings import get_settings
+
+    settings = get_settings()
+    path = oidc.write_accounts(settings, [oidc.Account("alice", "correct horse battery", groups=["researcher"])])
+    text = path.read_text()
+    assert "correct horse battery" not in text
+    row = json.loads(text)["accounts"][0]
+    assert row["password_hash"].startswith("scrypt$") and row["groups"] == ["researcher"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(ValueError, match="duplicate"):
+        oidc.write_accounts(settings, [oidc.Account("a", "long enough 1"), oidc.Account("a", "long enough 2")])
+    with pytest.raises(ValueError, match="shorter than 8"):
+        oidc.write_accounts(settings, [oidc.Account("a", "short")])
+    assert json.loads(path.read_text())["accounts"][0]["username"] == "alice"  # untouched by the refusals
+
+
+def test_client_secret_is_generated_once_for_the_dev_provider(enclave_home):
+    from enclave.settings import get_settings
+
+    settings = get_settings()
+    first = oidc.client_secret(settings)
+    assert first == oidc.client_secret(settings) and len(first) >= 32
+    config = json.loads(oidc.provider_config(settings).read_text())
+    assert config["host"] == "127.0.0.1"
+    assert config["clients"][0]["redirect_uris"] == [f"http://127.0.0.1:{settings.hub_port}/hub/oauth_callback"]
