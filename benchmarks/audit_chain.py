@@ -5,7 +5,7 @@ head (what an unchained append-only table would cost). Figures:
   - appends in separate transactions (how services write: one event per state change);
   - appends in one transaction (a bulk import);
   - ``verify`` over the whole chain.
-Usage: python benchmarks/audit_chain.py [--events 50000] [--commits 1000]
+Usage: python benchmarks/audit_chain.py [--events 20000] [--commits 500]
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def _plain_insert(session, seq: int, i: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--commits", type=int, default=1_000)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--commits", type=int, default=500)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:

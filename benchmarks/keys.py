@@ -66,11 +66,40 @@ def changed(base: pd.DataFrame, seed: int) -> pd.DataFrame:
     return frame
 
 
+def research_store_figures(people: int, figures: dict[str, float]) -> None:
+    """Build the research store from synthetic data run through ingest, linked by the ground truth;
+    baseline: merely reading every vault partition into pandas (the I/O floor of any build)."""
+    from linkage.ingest import ingest_file
+    from linkage.research_store import build
+    from linkage.sources import load_definitions
+    from linkage.synth import GROUND_TRUTH, SynthConfig, generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root, definitions = Path(tmp), load_definitions()
+        generate(SynthConfig(people=people, seed=5), root / "synth", definitions)
+        for name, definition in definitions.items():
+            ingest_file(definition, root / "synth" / f"{name}.{definition.format}", root / "vault")
+        truth = pd.read_csv(root / "synth" / GROUND_TRUTH, dtype=str)
+        roles = truth["role"].map(lambda r: "" if r == "subject" else f"/{r}")
+        person_of = dict(zip(truth["source"] + ":" + truth["source_record_id"] + roles, truth["person_id"]))
+        ids = pd.concat([pd.read_parquet(p, columns=["record_key"]) for p in sorted((root / "vault" / "identifiers").glob("*/*.parquet"))])
+        assign_person_keys(ids.assign(cluster_id=ids["record_key"].map(person_of)), root / "vault", "truth")
+        figures["store_records"] = len(ids)
+        _, figures["research_store_build_seconds"] = timed(lambda: build(root / "vault", root / "research"), "research_store_build_seconds")
+        _, figures["baseline_read_vault_seconds"] = timed(
+            lambda: [pd.read_parquet(p) for zone in ("identifiers", "content", "relationships") for p in (root / "vault" / zone).glob("*/*.parquet")],
+            "baseline_read_vault_seconds",
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--store-people", type=int, default=20_000, help="Synthetic people for the research-store figure (0: skip).")
     args = parser.parse_args()
     figures: dict[str, float] = {}
+    if args.store_people:
+        research_store_figures(args.store_people, figures)
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "keys"

@@ -35,11 +35,11 @@ def timed(fn, *args, **kwargs):
 def microdata_frame(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame({
-        "age": rng.integers(0, 90, n),
+        "age": rng.integers(0, 18, n),
         "sex": rng.choice(["F", "M"], n),
-        "zip": rng.choice([f"z{i:03d}" for i in range(60)], n),
+        "zip": rng.choice([f"z{i:03d}" for i in range(20)], n),
         "race": rng.choice(list("ABCDEF"), n),
-        "year": rng.integers(2010, 2020, n),
+        "year": rng.integers(2015, 2020, n),
         "diagnosis": rng.choice([f"d{i}" for i in range(8)], n),
     })
 

@@ -109,7 +109,7 @@ def main() -> None:
             try:
                 answer = hubclient.start_server(sessions[user], url, user, "bench", timeout=300)
                 return answer.status_code in (201, 202)
-            except TimeoutError:
+            except (TimeoutError, hubclient.SpawnFailed):
                 return False
 
         with console.status(f"starting {CONCURRENT} workspaces at once..."):

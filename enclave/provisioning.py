@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ class ExtractSpec(BaseModel):
     variables: dict[str, list[str]] = Field(description="source (research table) -> approved columns")
     cohort: Cohort = Field(default_factory=Cohort)
     k: int = Field(ge=1)
+    dp_epsilon: float | None = Field(default=None, description="The project's DP budget, shown to the workspace.")
     quasi_identifiers: list[str] = Field(
         default_factory=lambda: ["birth_year", "age_at_event", "sex", "race_ethnicity", "neighbourhood", "event_date"],
         description="Columns that can single a person out in combination; generalised until k holds.",
@@ -388,6 +389,8 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                 "k_required": spec.k,
                 "k_reached": min(reached) if reached else None,
                 "cohort": spec.cohort.model_dump(mode="json"),
+                "dp_epsilon": spec.dp_epsilon,
+                "agencies": sorted({(t.get("source") or {}).get("agency") for t in tables_meta.values()} - {None}),
                 "tables": tables_meta,
                 "linkage_quality": {s: quality.get(s) for s in spec.variables if isinstance(quality, dict) and s in quality},
                 "linkage_quality_overall": rmanifest.get("linkage_quality_overall") or {},
@@ -472,6 +475,7 @@ def spec_for_approval(project_slug: str, approval: Any) -> ExtractSpec:
         variables=variables,
         cohort=cohort_from_approval(approval.cohort),
         k=int(approval.k),
+        dp_epsilon=float(approval.dp_epsilon) if approval.dp_epsilon is not None else None,
     )
 
 

@@ -134,11 +134,12 @@ class SandboxSpawner(Spawner):
 
     @default("start_timeout")
     def _default_start_timeout(self) -> int:
-        return 30
+        # One start costs about 3 s of CPU: twenty at once on two cores need a minute.
+        return 120
 
     @default("http_timeout")
     def _default_http_timeout(self) -> int:
-        return 30
+        return 60
 
     # -- the unix-socket URL ----------------------------------------------------------------------------
     @property

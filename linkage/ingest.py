@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from .ingest_read import FileRejected, inspect_bytes, read_csv_chunks, read_parquet_chunks
+from .ingest_read import FileRejected, inspect_bytes, read_csv_chunks, read_parquet_chunks, unchanged_since
 from .ingest_validate import FORMULA_PREFIX, validate_chunk
 from .sources import STANDARD_FIELDS, SUBJECT_ROLE, SourceDefinition
 from .synth.pools import load_neighbourhoods
@@ -39,6 +39,7 @@ from .synth.pools import load_neighbourhoods
 __all__ = ["FileRejected", "IngestResult", "ingest_file", "DEFAULT_CHUNK_ROWS"]
 
 DEFAULT_CHUNK_ROWS = 50_000
+MAX_EXAMPLES = 10
 DEPOSIT_ID_CHARS = 16
 
 IDENTIFIER_SCHEMA = pa.schema(
@@ -64,6 +65,12 @@ class IngestResult:
     already_deposited: bool = False
     largest_chunk_rows: int = 0
     manifest_path: str = ""
+    # First quarantined rows as (row, line, fields, reasons): positions and codes only, no values.
+    examples: list[tuple[int, int, str, str]] = field(default_factory=list)
+
+    def note(self, row: int, line: int, fields: str, reasons: str) -> None:
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append((row, line, fields, reasons))
 
 
 def content_schema(definition: SourceDefinition, with_neighbourhood: bool) -> pa.Schema:
@@ -95,7 +102,7 @@ class _Staging:
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.quarantine_fh = open(self.dir / "quarantine.csv", "w", newline="", encoding="utf-8")
         self.quarantine = csv.writer(self.quarantine_fh)
-        self.quarantine.writerow(["_row", "_line", "_field", "_reason"] + definition.columns)
+        self.quarantine.writerow(["_row", "_line", "_field", "_reason"] + definition.columns + ["_extra"])
 
     def write(self, name: str, table: pa.Table) -> None:
         if name not in self.writers:
@@ -177,6 +184,7 @@ def ingest_file(definition: SourceDefinition, path: Path, vault: Path, chunk_row
         staging = _Staging(vault, definition, deposit_id)
         try:
             _ingest_into(staging, definition, path, facts, chunk_rows, today, result)
+            unchanged_since(path, facts)
             manifest = {
                 "source": definition.name,
                 "deposit_id": deposit_id,
@@ -246,16 +254,21 @@ def _quarantine_raw(staging: _Staging, row: int, line: int, column: str, reason:
     result.reasons[code] += 1
     result.rows_quarantined += 1
     result.rows_read += 1
-    padded = (list(fields) + [""] * len(staging.definition.columns))[: len(staging.definition.columns)]
-    staging.quarantine.writerow([row, line, column, reason] + [_neutralise(v) for v in padded])
+    width = len(staging.definition.columns)
+    padded = (list(fields) + [""] * width)[:width]
+    # Surplus fields of a too-wide row are kept too (JSON list), so nothing is dropped unseen.
+    extra = json.dumps(list(fields[width:]), ensure_ascii=False) if len(fields) > width else ""
+    staging.quarantine.writerow([row, line, column, reason] + [_neutralise(v) for v in padded] + [_neutralise(extra)])
+    result.note(row, line, column, code)
 
 
 def _write_quarantine(staging: _Staging, row: int, line: int, issues: list[tuple[str, str]], fields: list, result: IngestResult) -> None:
     for code in dict.fromkeys(reason for _, reason in issues):
         result.reasons[code] += 1
     result.rows_quarantined += 1
-    staging.quarantine.writerow([row, line, ";".join(c for c, _ in issues), ";".join(r for _, r in issues)]
-                                + [_neutralise(v) for v in fields])
+    columns, reasons = ";".join(c for c, _ in issues), ";".join(r for _, r in issues)
+    staging.quarantine.writerow([row, line, columns, reasons] + [_neutralise(v) for v in fields] + [""])
+    result.note(row, line, columns, reasons)
 
 
 def _take(values, ok: np.ndarray):

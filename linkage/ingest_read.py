@@ -34,6 +34,14 @@ class FileFacts:
     bom: bool
     ends_with_newline: bool
     lines: int
+    mtime_ns: int = 0
+
+
+def unchanged_since(path: Path, facts: FileFacts) -> None:
+    """The deposit id is the hash of the first pass: refuse a file that changed in between."""
+    st = path.stat()
+    if st.st_size != facts.size or st.st_mtime_ns != facts.mtime_ns:
+        raise FileRejected(path, "file changed while it was being ingested; deposit it again when it is complete")
 
 
 @dataclass
@@ -54,6 +62,7 @@ def inspect_bytes(path: Path, fmt: str) -> FileFacts:
         raise FileRejected(path, "file does not exist")
     if path.is_symlink() or not path.is_file():
         raise FileRejected(path, "not a regular file (symlinks and devices are refused)")
+    mtime_ns = path.stat().st_mtime_ns
     digest = hashlib.sha256()
     size = 0
     lines = 0
@@ -95,7 +104,7 @@ def inspect_bytes(path: Path, fmt: str) -> FileFacts:
             raise FileRejected(path, "not a Parquet file (missing PAR1 magic); the source's format is parquet")
         if end != b"PAR1":
             raise FileRejected(path, "Parquet footer missing: truncated file")
-    return FileFacts(digest.hexdigest(), size, head.startswith(codecs.BOM_UTF8), last == b"\n", lines)
+    return FileFacts(digest.hexdigest(), size, head.startswith(codecs.BOM_UTF8), last == b"\n", lines, mtime_ns)
 
 
 def _check_csv_magic(path: Path, block: bytes) -> None:

@@ -100,8 +100,8 @@ def _spark_session() -> Any:
         SparkSession.builder.master("local[2]")
         .appName("ids-linkage")
         .config("spark.jars", similarity_jar_location())
-        .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.default.parallelism", "8")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
@@ -125,11 +125,13 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, std_table: str, engine: str
         return db_api, inputs
     from splink import SparkAPI
 
-    db_api = SparkAPI(spark_session=spark)
+    # "persist" keeps intermediate tables in executor memory: a local session has no cluster
+    # storage to checkpoint to, and disk checkpoints made each step several times slower.
+    db_api = SparkAPI(spark_session=spark, break_lineage_method="persist", num_partitions_on_repartition=4)
     inputs = []
     for source in sources:
         frame = con.execute(f"SELECT * FROM {std_table} WHERE source = ?", [source]).df()
-        inputs.append(db_api.register(spark.createDataFrame(frame), dataset_display_name=source))
+        inputs.append(db_api.register(spark.createDataFrame(frame).coalesce(1), dataset_display_name=source))
     return db_api, inputs
 
 

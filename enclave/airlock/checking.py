@@ -53,8 +53,8 @@ def _plain(value: Any) -> dict[str, Any]:
 
 
 def dataset_id(project: str, version: int) -> str:
-    """The extract identity the differencing ledger compares record positions within."""
-    return f"{project}/v{version}"
+    """The extract identity the differencing ledger compares record positions within (as ``enclave.notebook``)."""
+    return f"{project}@v{version}"
 
 
 def gate_file(folder: Path, name: str, loader, rules, ledger, dataset: str):

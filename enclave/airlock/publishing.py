@@ -24,7 +24,7 @@ from enclave.airlock import loading
 from enclave.airlock import permissions as who
 from enclave.airlock import policies as when
 from enclave.airlock import snapshot as snap
-from enclave.airlock.errors import AirlockError, Refused, require
+from enclave.airlock.errors import Refused, require
 from enclave.airlock.faults import crash_point
 from enclave.airlock.requests import require_intact_snapshot, tamper_alarm
 from enclave.airlock.states import RequestState
@@ -142,7 +142,7 @@ def release(username: str | None, request_id: int, *, url: str | None = None) ->
 
         staging = _staging_dir(facts.project, req.id)
         if staging.exists():  # left by an attempt that died before its commit: never published, redo it
-            snap._remove_tree(staging)
+            snap.remove_tree(staging)
         staging.mkdir(parents=True, mode=0o700)
         checksums: dict[str, str] = {}
         try:
@@ -157,7 +157,7 @@ def release(username: str | None, request_id: int, *, url: str | None = None) ->
                 os.chmod(p, 0o444)
             os.chmod(staging, 0o555)
         except BaseException:
-            snap._remove_tree(staging)
+            snap.remove_tree(staging)
             raise
         crash_point("release.after_copy")
         # The ledger is outside the registry transaction: entered before the commit, so a crash
@@ -210,8 +210,11 @@ def recover(*, url: str | None = None) -> dict[str, list[str]]:
                 _publish(*key)
                 done["published"].append(f"{key[0]}/{key[1]}")
             else:
-                snap._remove_tree(staging)
+                snap.remove_tree(staging)
                 done["removed"].append(f"{key[0]}/{key[1]}")
+    if done["published"] or done["removed"]:
+        with session_scope(url) as session:
+            audit.append(session, actor="system", action="release.recovered", subject="releases", details=done)
     return done
 
 
@@ -227,4 +230,4 @@ def verify_release(folder: Path) -> list[str]:
     return bad
 
 
-__all__ = ["release", "recover", "verify_release", "ledger_path", "AirlockError"]
+__all__ = ["release", "recover", "verify_release", "ledger_path"]

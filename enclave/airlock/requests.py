@@ -152,7 +152,7 @@ def _clean_orphans(session, request_id: int) -> list[str]:
     for child in base.iterdir():
         rel = f"{request_id}/{child.name}"
         if child.name.startswith(".tmp-") or (_ROUND_DIR.match(child.name) and rel not in known):
-            snap._remove_tree(child)
+            snap.remove_tree(child)
             removed.append(child.name)
     return removed
 

@@ -145,7 +145,7 @@ def snapshot(dir_fd: int, names: list[str], dest_parent: Path, label: str) -> tu
         _fsync_dir(dest_parent)
         return final, copied
     except BaseException:
-        _remove_tree(tmp)
+        remove_tree(tmp)
         raise
 
 
@@ -173,7 +173,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Remove a (possibly read-only) tree we created; never follows symlinks out of it."""
     if not path.exists() and not path.is_symlink():
         return

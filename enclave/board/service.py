@@ -228,8 +228,7 @@ def amend(session: Session, actor: str, project_slug: str, amendment: AmendmentR
     origin = f"amendment of {project.slug}"
     new_people = _researchers_of(session, [u for u in dict.fromkeys(amendment.add_researchers) if u not in approval.researchers], origin)
     researchers = [*approval.researchers, *(p.username for p in new_people)]
-    base = project_applications(session, project)
-    latest_approved = next(a for a in reversed(base) if a.id == approval.application_id)
+    latest_approved = approval.application
     end_date = amendment.end_date or approval.expires_on
     if end_date < approval.expires_on:
         raise InvalidInput(f"{origin}: end_date {end_date} would shorten the project; ask the board to change it instead")

@@ -21,11 +21,12 @@ def _progress() -> Progress:
 
 @app.command()
 def synth(
-    people: int = typer.Option(10_000, "--people", "-n", help="Size of the synthetic population."),
-    seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same files."),
+    people: int | None = typer.Option(None, "--people", "-n", help="Size of the synthetic population [default: 10000]."),
+    seed: int | None = typer.Option(None, "--seed", "-s", help="Random seed; the same seed gives the same files [default: 0]."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (one file per source + ground_truth.csv)."),
     config: Path | None = typer.Option(None, "--config", help="YAML with SynthConfig fields (error rates, participation, ...)."),
     chunk_people: int | None = typer.Option(None, "--chunk-people", help="People per chunk (bounds memory)."),
+    workers: int | None = typer.Option(None, "--workers", help="Processes rendering chunks (output is the same)."),
 ) -> None:
     """Generate synthetic agency files for all ten domains, with a ground-truth file."""
     from pydantic import ValidationError
@@ -39,8 +40,8 @@ def synth(
         err.print(f"[red]bad synth configuration[/red]: {exc}")
         raise typer.Exit(2) from None
     with _progress() as progress:
-        task = progress.add_task(f"synth {people:,} people", total=-(-cfg.people // cfg.chunk_people))
-        counts = generate(cfg, out, progress=lambda done, total: progress.update(task, completed=done))
+        task = progress.add_task(f"synth {cfg.people:,} people", total=-(-cfg.people // cfg.chunk_people))
+        counts = generate(cfg, out, progress=lambda done, total: progress.update(task, completed=done), workers=workers)
     table = Table("file", "rows", title=f"synthetic IDS in {out}")
     for name, rows in counts.items():
         table.add_row(name, f"{rows:,}")
@@ -99,6 +100,11 @@ def _print_result(result, console_: Console) -> None:
     for what, count in sorted(result.cleaned.items()):
         table.add_row(f"  cleaned: {what}", f"{count:,}")
     console_.print(table)
+    for row, line, fields, reasons in result.examples:
+        where = f"field '{fields}'" if fields else "whole row"
+        console_.print(f"  {result.file} row {row} (line {line}), {where}: {reasons}")
+    if result.rows_quarantined > len(result.examples):
+        console_.print(f"  ... all {result.rows_quarantined:,} in vault quarantine/{result.source}/{result.deposit_id}.csv")
 
 
 def _ingest_one(source: str, file: Path, chunk_rows: int, definitions_dir: Path | None):

@@ -5,6 +5,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from enclave.settings import get_settings
@@ -26,7 +27,7 @@ def _caller_roles(user: str | None) -> set[str]:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/red] {exc}")
+    err.print(f"[red]error:[/red] {escape(str(exc))}")
     raise typer.Exit(1)
 
 
@@ -47,7 +48,7 @@ def build(project: str = typer.Argument(..., help="Project slug.")) -> None:
         _require_builder(user)
         with console.status(f"building the extract of {project}"):
             result = provision(project, actor=user)
-    except (ProvisioningError, AirlockError, PermissionError) as exc:
+    except (ProvisioningError, AirlockError, PermissionError, ValueError, OSError) as exc:
         _fail(exc)
     what = "built" if result.created else ("adopted" if result.adopted else "unchanged")
     console.print(f"extract {project}/{result.version} {what}: k required {result.manifest['k_required']}, "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from enclave.settings import get_settings
@@ -13,7 +14,7 @@ err = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/red] {exc}")
+    err.print(f"[red]error:[/red] {escape(str(exc))}")
     raise typer.Exit(1)
 
 
@@ -150,10 +151,18 @@ def print_request(info: dict) -> None:
     for col in ("output", "verdict", "reasons", "context", "exception"):
         table.add_column(col)
     for f in info["files"]:
-        table.add_row(f["name"], str(f["verdict"]), "; ".join(map(str, f["reasons"]))[:200], f["context"], f["exception"] or "")
+        table.add_row(*(escape(str(v)) for v in (f["name"], f["verdict"], "; ".join(map(str, f["reasons"]))[:200],
+                                                  f["context"], f["exception"] or "")))
     console.print(table)
+    for f in info["files"]:
+        cells = (f.get("details") or {}).get("cells") or []
+        for cell in cells[:20]:
+            label = ", ".join(f"{k}={v}" for k, v in (cell.get("cell") or {}).items())
+            console.print(escape(f"  {f['name']} [{label}]: {cell.get('status')} {'; '.join(cell.get('reasons') or [])}"))
+        if len(cells) > 20:
+            console.print(f"  {f['name']}: {len(cells) - 20} more cell verdict(s)")
     for r in info["reviews"]:
-        console.print(f"  review by {r['reviewer']} (round {r['round']}): {r['decision']} {r['comments']}")
+        console.print(escape(f"  review by {r['reviewer']} (round {r['round']}): {r['decision']} {r['comments']}"))
     if info["stewards_required"]:
         console.print(f"  steward approval required from {info['stewards_required']}; given by {info['stewards_approved']}")
 

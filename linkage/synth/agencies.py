@@ -105,7 +105,10 @@ def _race(ctx: Context, idx: np.ndarray) -> np.ndarray:
 def births(ctx: Context) -> Draft:
     pop, rng, P = ctx.pop, ctx.rng, ctx.cfg.participation
     kids = np.flatnonzero(pop.kind == CHILD)
-    kids = kids[rng.random(len(kids)) < P.born_in_city]
+    draw = rng.random(len(pop))
+    first_child = pop.family_child_start[pop.family[kids]]
+    in_city = np.where(pop.twin[kids], draw[first_child], draw[kids]) < P.born_in_city  # twins are born in one place
+    kids = kids[in_city]
     n = len(kids)
     mother = pop.mother[kids]
     father = np.where(rng.random(n) < P.father_on_birth_record, pop.father[kids], -1)
@@ -116,7 +119,7 @@ def births(ctx: Context) -> Draft:
     began = np.clip(np.round(rng.gamma(2.0, 1.1 + 0.7 * young)), 1, 9).astype(np.int64)
     began[rng.random(n) < 0.03 + 0.04 * young] = 0
     visits = np.where(began == 0, 0, np.clip(rng.poisson(np.maximum(13 - began, 1)), 0, 30))
-    plurality = np.where(rng.random(n) < 0.03, 2, 1)
+    plurality = np.where(pop.twin[kids], 2, 1)
     content = {
         "birth_weight_grams": weight,
         "gestational_weeks": gest,

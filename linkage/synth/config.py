@@ -26,6 +26,7 @@ class ErrorRates(BaseModel):
     missing_first: float = Field(0.005, ge=0, le=1)
     missing_address: float = Field(0.05, ge=0, le=1, description="Street (and in half of those the zip) left blank.")
     duplicate: float = Field(0.02, ge=0, le=1, description="Record entered a second time within the agency under a new id.")
+    address_spelled_out: float = Field(0.15, ge=0, le=1, description="Street written in full words (North ... Avenue) instead of abbreviated.")
 
 
 class SourceQuality(BaseModel):
@@ -65,6 +66,7 @@ class Participation(BaseModel):
     father_on_birth_record: float = Field(0.8, ge=0, le=1)
     married: float = Field(0.4, ge=0, le=1, description="Of families with a father: mother takes the father's surname.")
     hyphenated_child: float = Field(0.06, ge=0, le=1)
+    twins: float = Field(0.015, ge=0, le=1, description="Families whose first two children are twins.")
     born_in_city: float = Field(0.9, ge=0, le=1, description="Children with a city birth record.")
     moves_first: float = Field(0.5, ge=0, le=1, description="Households that move once in the window.")
     moves_second: float = Field(0.25, ge=0, le=1, description="Households that move a second time.")

@@ -101,3 +101,25 @@ def blank(values: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarr
         mask &= values != NULL_DAY
         values[mask] = NULL_DAY
     return mask
+
+
+_DIRECTIONS = {"N": "North", "S": "South", "E": "East", "W": "West"}
+_SUFFIXES = {"St": "Street", "Ave": "Avenue", "Rd": "Road", "Blvd": "Boulevard", "Pkwy": "Parkway", "Ln": "Lane"}
+
+
+def spell_out(street: str) -> str:
+    """'123 N Charles St' -> '123 North Charles Street' (agencies differ; standardising is linkage's job)."""
+    words = street.split(" ")
+    if len(words) > 2 and words[1] in _DIRECTIONS:
+        words[1] = _DIRECTIONS[words[1]]
+    if words[-1] in _SUFFIXES:
+        words[-1] = _SUFFIXES[words[-1]]
+    return " ".join(words)
+
+
+def apply_spelled_out(streets: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    present = np.array([v is not None for v in streets], dtype=bool)
+    mask = present & (rng.random(len(streets)) < rate)
+    for i in np.flatnonzero(mask):
+        streets[i] = spell_out(streets[i])
+    return mask

@@ -65,6 +65,7 @@ class Population:
     family: np.ndarray
     risk: np.ndarray
     young_parent: np.ndarray
+    twin: np.ndarray
     n_families: int
     family_father: np.ndarray
     family_married: np.ndarray
@@ -118,13 +119,17 @@ def build_population(rng: np.random.Generator, n_people: int, pid_offset: int, c
     max_k = 6
     gaps = ((1 + rng.gamma(2.0, 0.8, (f_max, max_k))) * YEAR).astype(np.int64)
     gaps[:, 0] = 0
+    # Twins (~1.5% of families): the second child shares the first one's birth day, a hard
+    # case for linkage (same date of birth, parents and address; different first names).
+    twins = (kids_drawn >= 2) & (rng.random(f_max) < P.twins)
+    gaps[twins, 1] = 0
     child_days = first_birth[:, None] + np.cumsum(gaps, axis=1)
     valid = (np.arange(max_k)[None, :] < kids_drawn[:, None]) & (child_days <= we)
     kids = valid.sum(axis=1)
     size = 1 + has_father + kids
     fits = np.cumsum(size) <= target
     F = int(fits.sum())
-    first_birth, mother_age, mother_dob = first_birth[:F], mother_age[:F], mother_dob[:F]
+    first_birth, mother_age, mother_dob, twins = first_birth[:F], mother_age[:F], mother_dob[:F], twins[:F]
     has_father, kids, child_days, valid = has_father[:F], kids[:F], child_days[:F], valid[:F]
     n_fathers = int(has_father.sum())
     n_kids = int(kids.sum())
@@ -214,6 +219,9 @@ def build_population(rng: np.random.Generator, n_people: int, pid_offset: int, c
     in_family = family >= 0
     risk[in_family] *= fam_risk[family[in_family]]
     risk /= risk.mean()
+    twin = np.zeros(n, dtype=bool)
+    position = np.arange(n_kids) - np.repeat(np.cumsum(kids) - kids, kids)
+    twin[o_c:o_s] = twins[fam_of_child] & (position < 2) & (kids[fam_of_child] >= 2)
     young_parent = np.zeros(n, dtype=bool)
     young_parent[:F] = mother_age < 25
     young_parent[o_f:o_c] = (first_birth[fam_of_father] - father_dob) < 25 * YEAR
@@ -221,7 +229,7 @@ def build_population(rng: np.random.Generator, n_people: int, pid_offset: int, c
     return Population(
         pid=pid_offset + np.arange(n, dtype=np.int64), first=first, middle=middle, maiden=maiden, married=married,
         surname_change=surname_change, dob=dob, sex=sex, race=race, ssn=ssn_for(pid_offset + np.arange(n), cfg.seed),
-        hh=hh, kind=kind, mother=mother, father=father, family=family, risk=risk, young_parent=young_parent,
+        hh=hh, kind=kind, mother=mother, father=father, family=family, risk=risk, young_parent=young_parent, twin=twin,
         n_families=F, family_father=family_father, family_married=family_married,
         family_child_start=child_start, family_child_count=kids.astype(np.int64),
         hh_nbhd=hh_nbhd, hh_street=hh_street, hh_moves=hh_moves,

@@ -86,6 +86,7 @@ def _corrupt(ids: dict[str, np.ndarray], rates: ErrorRates, quality: SourceQuali
     if "first_name" in ids:
         masks["missing_first"] = E.blank(ids["first_name"], r(rates.missing_first), rng)
     if "street" in ids:
+        masks["address_spelled_out"] = E.apply_spelled_out(ids["street"], rates.address_spelled_out, rng)
         gone = E.blank(ids["street"], r(rates.missing_address), rng)
         masks["missing_address"] = gone
         zip_gone = gone & (rng.random(len(gone)) < 0.5)

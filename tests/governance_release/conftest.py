@@ -33,17 +33,6 @@ NEIGHBOURHOODS = ["Hampden", "Canton", "Fells Point", "Roland Park", "Sandtown"]
 RACES = ["black_non_hispanic", "white_non_hispanic", "hispanic", "asian_non_hispanic"]
 
 
-def _create_release_tables(url: str) -> None:
-    """The airlock's own tables (models.py, D2 block) until the migration that adds them lands;
-    a no-op once ``alembic upgrade head`` has created them."""
-    from enclave.registry.base import get_engine
-    from enclave.registry.models import ReleaseSnapshot, StewardApproval
-
-    engine = get_engine(url)
-    for table in (ReleaseSnapshot.__table__, StewardApproval.__table__):
-        table.create(engine, checkfirst=True)
-
-
 @pytest.fixture(scope="session")
 def _registry_template(tmp_path_factory):
     """One migrated, seeded registry file; each test gets a copy (migrating per test is slow)."""
@@ -52,7 +41,6 @@ def _registry_template(tmp_path_factory):
     path = tmp_path_factory.mktemp("release-template") / "registry.db"
     url = f"sqlite:///{path}"
     upgrade(url)
-    _create_release_tables(url)
     with session_scope(url) as session:
         people.bootstrap_admin(session, "admin", "Ada Admin")
         for username, name, roles in PEOPLE[1:]:
@@ -145,10 +133,13 @@ def write_research_store(research: Path, people: int = 300, seed: int = 7) -> Pa
 
 @pytest.fixture
 def research_store(enclave_home):
-    """A small research store in ENCLAVE_HOME/research."""
+    """A small research store in ENCLAVE_HOME/research (the same one the approved project was built from)."""
     from enclave.settings import get_settings
 
-    return write_research_store(get_settings().research)
+    research = get_settings().research
+    if (research / "manifest.json").exists():
+        return research
+    return write_research_store(research)
 
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -192,13 +183,40 @@ def board_approves(url: str, request, lead: str = "alice", conditions=None) -> i
         return decision.approval.id
 
 
-@pytest.fixture
-def approved_project(registry, research_store):
-    """An approved project (alice lead; bob and revres members) with its extract built."""
+@pytest.fixture(scope="session")
+def _approved_template(_registry_template, tmp_path_factory):
+    """A data root where the board approved ``school-moves`` and its extract was built, made once;
+    each test gets a copy (the approval and the build themselves are tested in test_provisioning)."""
     from enclave.provisioning import provision
+    from enclave.settings import get_settings
 
-    board_approves(registry, application())
-    provision("school-moves", actor="admin")
+    home = tmp_path_factory.mktemp("approved") / "var"
+    home.mkdir(parents=True)
+    shutil.copy(_registry_template, home / "registry.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENCLAVE_HOME", str(home))
+        mp.delenv("ENCLAVE_DATABASE_URL", raising=False)
+        mp.setenv("ENCLAVE_BOARD_QUORUM", "3")
+        get_settings.cache_clear()
+        try:
+            write_research_store(home / "research")
+            board_approves(get_settings().registry_url, application())
+            provision("school-moves", actor="admin")
+        finally:
+            dispose_engines()
+            get_settings.cache_clear()
+    return home
+
+
+@pytest.fixture
+def approved_project(registry, enclave_home, _approved_template):
+    """An approved project (alice lead; bob and revres members) with its extract built."""
+    dispose_engines()
+    for child in _approved_template.iterdir():
+        if child.is_dir():
+            shutil.copytree(child, enclave_home / child.name, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(child, enclave_home / child.name)
     return "school-moves"
 
 
@@ -244,7 +262,7 @@ def make_outputs(approved_project, outputs):
         extract = (get_settings().extracts / project / "current").resolve()
         manifest = json.loads((extract / "manifest.json").read_text())
         acro = ACRO(suppress=(kind == "safe"), outputs_dir=folder, data_loader=extract_loader(extract, manifest),
-                    dataset=f"{project}/{extract.name}", quiet=True)
+                    dataset=f"{project}@{extract.name}", quiet=True)
         df = acro.load("school_enrollment")
         before = set(p.name for p in folder.iterdir())
         if kind == "safe":

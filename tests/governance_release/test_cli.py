@@ -77,3 +77,15 @@ def test_release_and_review_errors_are_clear(approved_project, make_outputs, cli
     assert cli("alice", "release", "withdraw", rid).exit_code == 0
     late = cli("rev1", "review", "approve", rid)
     assert late.exit_code == 1 and "request_is_under_review" in late.output
+
+
+def test_reviewer_sees_the_verdict_per_output_and_per_cell(approved_project, make_outputs, cli):
+    name = make_outputs("disclosive")
+    created = cli("alice", "release", "create", approved_project, "-f", name, "-c", "pupils by neighbourhood and grade")
+    rid = created.output.split("request ")[1].split()[0]
+    cli("alice", "release", "submit", rid)
+    shown = cli("rev1", "review", "show", rid)
+    assert shown.exit_code == 0
+    assert "fail" in shown.output and "neighbourhood=" in shown.output and "grade=" in shown.output
+    refused = cli("rev1", "review", "approve", rid, "--override", name)
+    assert refused.exit_code == 1 and "approval_overrides_every_failed_output" in refused.output

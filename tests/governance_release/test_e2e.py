@@ -60,16 +60,14 @@ def cli(monkeypatch):
     return _run
 
 
-def test_end_to_end_apply_to_release(registry, enclave_home, cli, make_application, approve_application):
+def test_end_to_end_apply_to_release(registry, enclave_home, cli, make_application, approve_application, monkeypatch):
     from disclosure_control.differencing import Ledger
     from disclosure_control.microdata import k_anonymity
-    from disclosure_control.safe import ACRO
     from linkage.pseudonyms import pseudonymise
     from linkage.sources import DEFAULT_DEFINITIONS_DIR
 
     from enclave import audit, people
     from enclave.airlock import publishing
-    from enclave.airlock.checking import extract_loader
     from enclave.registry.models import Agency, Source
     from enclave.settings import get_settings
 
@@ -115,9 +113,14 @@ def test_end_to_end_apply_to_release(registry, enclave_home, cli, make_applicati
     assert not set(births.pseudonym) & set(pseudonymise(keys, "another-project", settings.vault / "keys"))
 
     # outputs made with the SDC-aware API in alice's workspace, plus a free-form note without evidence
+    # (the researcher API of the workspace, pointed where the sandbox mounts the extract and the home)
     outputs = settings.workspaces / PROJECT / "alice" / "outputs"
-    acro = ACRO(suppress=True, outputs_dir=outputs, data_loader=extract_loader(extract, manifest),
-                dataset=f"{PROJECT}/{extract.name}", quiet=True)
+    monkeypatch.setenv("ENCLAVE_WORKSPACE_DATA", str(extract))
+    monkeypatch.setenv("ENCLAVE_WORKSPACE_OUTPUTS", str(outputs))
+    get_settings.cache_clear()
+    from enclave import notebook
+
+    acro = notebook.session(quiet=True)
     school = acro.load("school_enrollment")
     acro.pivot_table(school, values="days_attended", index="sex", aggfunc="mean")
     acro.crosstab(school.sex, school.homeless_flag.isna())  # pupils by sex (a one-column table)

@@ -28,7 +28,7 @@ def _acro(approved_project, folder):
     extract = (get_settings().extracts / approved_project / "current").resolve()
     manifest = json.loads((extract / "manifest.json").read_text())
     return ACRO(suppress=False, outputs_dir=folder, data_loader=extract_loader(extract, manifest),
-                dataset=f"{approved_project}/{extract.name}", quiet=True), extract
+                dataset=f"{approved_project}@{extract.name}", quiet=True), extract
 
 
 def test_files_without_evidence_get_review_at_best_and_row_level_dumps_fail(approved_project, outputs):

@@ -21,6 +21,10 @@ class LoginFailed(AssertionError):
     pass
 
 
+class SpawnFailed(RuntimeError):
+    pass
+
+
 def login(hub_url: str, username: str, password: str) -> requests.Session:
     session = requests.Session()
     page = session.get(f"{hub_url}/hub/oauth_login", timeout=10)
@@ -51,6 +55,8 @@ def start_server(session: requests.Session, hub_url: str, user: str, server: str
         model = api(session, hub_url, "GET", f"/users/{user}/servers/{server}")
         if model.ok and model.json().get("ready"):
             return answer
+        if model.ok and not model.json().get("pending"):
+            raise SpawnFailed(f"server {user}/{server} stopped while starting")
         time.sleep(0.1)
     raise TimeoutError(f"server {user}/{server} not ready after {timeout} s")
 

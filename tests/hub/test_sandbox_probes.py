@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 import threading
 
 import pytest
@@ -166,7 +167,7 @@ def alice_in_alpha(running_hub):
     """Alice logged in through the provider, her alpha workspace running, a kernel open in it."""
     home = running_hub.settings.home
     bob_home = home / "workspaces" / "alpha" / "bob"
-    bob_home.mkdir(parents=True)
+    bob_home.mkdir(parents=True, exist_ok=True)  # exists if bob opened alpha earlier in the session
     (bob_home / "notes.txt").write_text("bob's private notes")
     session = hubclient.login(running_hub.url, "alice", PASSWORDS["alice"])
     started = hubclient.start_server(session, running_hub.url, "alice", "alpha")
@@ -240,3 +241,20 @@ def test_workspace_sees_its_extract_and_writes_its_home(running_hub, alice_in_al
     written = running_hub.settings.home / "workspaces" / "alpha" / "alice" / "analysis.txt"
     assert written.read_text() == "ok"
     assert written.stat().st_uid == int(uid)
+    # A new home starts with the project notebook templates, owned by the user.
+    templates = Path(__file__).resolve().parents[2] / "notebooks" / "templates"
+    for template in templates.iterdir():
+        copied = written.parent / template.name
+        assert copied.read_bytes() == template.read_bytes()
+        assert (copied.stat().st_uid, copied.stat().st_gid) == (int(uid), int(gid))
+
+
+def test_probe_targets_exist_on_the_host(running_hub, alice_in_alpha):
+    """The controls of the file probes: every file the sandbox failed to read is there on the host."""
+    home = running_hub.settings.home
+    for relative in ("extracts/beta/1/births.parquet", "vault/inner/secret.txt", "research/inner/secret.txt",
+                     "airlock/inner/secret.txt", "releases/inner/secret.txt", "registry.db", "hub/jupyterhub.sqlite",
+                     "hub/jupyterhub_cookie_secret", "hub/oidc/client_secret", "workspaces/alpha/bob/notes.txt",
+                     "hub/logs/jupyterhub.log"):
+        assert (home / relative).is_file(), relative
+    assert (home / "hub" / "run" / "hub.sock").is_socket()

@@ -100,8 +100,9 @@ def test_wrong_field_count(definition, vault, kit, tmp_path):
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = ingest_file(definition, p, vault, today=kit.TODAY)
     assert result.rows_accepted == 1 and result.reasons["field_count"] == 2
-    q = kit.read_quarantine(vault)
-    assert sorted(q["_row"].tolist()) == ["2", "3"]
+    q = kit.read_quarantine(vault).set_index("_row")
+    assert sorted(q.index) == ["2", "3"]
+    assert q.loc["2", "_extra"] == '["surplus"]' and q.loc["3", "_extra"] == ""  # nothing dropped unseen
 
 
 def test_malformed_quoting_is_quarantined_and_reading_continues(definition, vault, kit, tmp_path):

@@ -165,6 +165,8 @@ def test_cli_ingest_and_summary(enclave_home, kit, tmp_path):
     out = runner.invoke(app, ["data", "ingest", "prek", str(p)])
     assert out.exit_code == 0, out.output
     assert "accepted" in out.output and "impossible_date" in out.output and "formula_injection" in out.output
+    assert ("prek.csv row 2 (line 3), field 'program;child_dob;program': formula_injection;impossible_date;not_allowed_value"
+            in out.output.replace("\n", ""))  # file, row and field of each problem
     assert "Lopez" not in out.output and "=cmd" not in out.output  # no cell values on the console
     assert list((enclave_home / "vault" / "identifiers" / "prek").glob("*.parquet"))
     again = runner.invoke(app, ["data", "ingest", "prek", str(p)])
@@ -175,6 +177,34 @@ def test_cli_ingest_and_summary(enclave_home, kit, tmp_path):
     empty.write_bytes(b"")
     rejected = runner.invoke(app, ["data", "ingest", "prek", str(empty)])
     assert rejected.exit_code == 1 and "empty.csv: empty file" in rejected.output
+
+
+def test_concurrent_deposits_of_one_file_make_one_deposit(definition, vault, kit, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = kit.write_csv(tmp_path / "clinic.csv", _rows(kit, 200))
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: ingest_file(definition, p, vault, today=kit.TODAY), range(3)))
+    assert sorted(r.already_deposited for r in results) == [False, True, True]
+    assert len(kit.read_part(vault, "content")) == 200
+
+
+def test_file_changed_during_ingest_is_refused(definition, vault, kit, tmp_path, monkeypatch):
+    import linkage.ingest as ingest_mod
+    from linkage.ingest_read import FileRejected
+
+    p = kit.write_csv(tmp_path / "clinic.csv", _rows(kit, 20))
+    real = ingest_mod._ingest_into
+
+    def and_then_append(*args, **kw):
+        real(*args, **kw)
+        with open(p, "a", encoding="utf-8") as fh:  # the steward's export was still being written
+            fh.write('"V99999"\n')
+
+    monkeypatch.setattr(ingest_mod, "_ingest_into", and_then_append)
+    with pytest.raises(FileRejected, match="changed while it was being ingested"):
+        ingest_file(definition, p, vault, today=kit.TODAY)
+    assert kit.vault_files(vault) == []
 
 
 @pytest.mark.parametrize("command", [["data", "--help"], ["data", "synth", "--help"], ["data", "ingest", "--help"],

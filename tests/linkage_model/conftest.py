@@ -102,7 +102,7 @@ def make_vault(root: Path, people: int = 400, seed: int = 3, sources: tuple[str,
 
 @pytest.fixture
 def small_vault(tmp_path: Path) -> tuple[Path, Path]:
-    return make_vault(tmp_path)
+    return make_vault(tmp_path, people=150)
 
 
 @pytest.fixture(scope="module")

@@ -132,3 +132,23 @@ def test_killed_research_build_leaves_the_old_store_or_the_new_one(tmp_path, lin
     rebuilt = research_store.build(vault, research)
     assert rebuilt.linkage_run_id == "run-2" and rebuilt.tables.keys() == old_manifest.tables.keys()
     assert not leftovers()
+
+
+def test_a_second_writer_waits_for_the_lock_and_completes_after_the_first_is_killed(tmp_path, linked_vault):
+    vault, clusters = linked_vault
+    second_path = tmp_path / "second.parquet"
+    changed_clusters(clusters).to_parquet(second_path, index=False)
+    first = start_paused(KEYS_SCRIPT, str(vault), str(second_path), "temp_files_written")
+    assert first.stdout.readline().strip() == "PAUSED temp_files_written"  # it holds the lock now
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", KEYS_SCRIPT, str(vault), str(second_path), "none-such-step-is-never-reached"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        waiting.wait(timeout=5)  # blocked on the lock, not writing beside the first
+    assert load_state(vault)["generation"] == 1
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    out, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and out.strip() == "FINISHED"
+    assert load_state(vault)["generation"] == 2 and set(load_events(vault)["event"]) == {"merge", "split"}

@@ -35,7 +35,9 @@ def test_first_run_gives_one_random_key_per_cluster(tmp_path):
 def test_rerun_with_new_labels_and_order_keeps_every_key_and_records_no_event(tmp_path, linked_vault):
     vault, clusters = linked_vault
     before = load_crosswalk(vault)
-    relabelled = clusters.assign(cluster_id=clusters["cluster_id"].map(lambda c: f"x{hash(c) % 10_000_000}"))
+    people = clusters["cluster_id"].unique()
+    new_label = dict(zip(people, [f"x{i}" for i in reversed(range(len(people)))]))
+    relabelled = clusters.assign(cluster_id=clusters["cluster_id"].map(new_label))
     relabelled = relabelled.sample(frac=1.0, random_state=3)
     result = assign_person_keys(relabelled, vault, "run-2")
     assert result.kept == before["person_key"].nunique() and result.created == result.retired == 0

@@ -142,7 +142,15 @@ def test_an_identifier_smuggled_into_content_stops_the_build_and_keeps_the_old_s
     ssn = pd.read_parquet(next((vault / "identifiers" / "housing_assistance").glob("*.parquet")))["ssn"].dropna().iloc[0]
     content.loc[0, "school_name"] = f"Academy {ssn[:3]}-{ssn[3:5]}-{ssn[5:]} annex"
     content.to_parquet(path, index=False)
-    with pytest.raises(ResearchStoreError, match="SSN"):
+    with pytest.raises(ResearchStoreError, match=r"school_name: SSN in 1 cell"):
+        build(vault, research)
+    assert read_manifest(research) == old
+    # And as a number in a numeric column.
+    content.loc[0, "school_name"] = "Harbor Middle"
+    content["days_enrolled"] = content["days_enrolled"].astype("int64")
+    content.loc[1, "days_enrolled"] = int(ssn)
+    content.to_parquet(path, index=False)
+    with pytest.raises(ResearchStoreError, match=r"days_enrolled: SSN in 1 cell"):
         build(vault, research)
     assert read_manifest(research) == old
 

@@ -113,6 +113,23 @@ def test_homeless_students_were_in_shelters(synth_dir, defs, truth):
     assert share_flagged > 3 * share_other, (share_flagged, share_other)
 
 
+def test_twins_share_birth_day_and_parents(synth_dir, defs, truth):
+    births = _read(synth_dir, defs["births"]).merge(
+        truth[(truth.source == "births") & (truth.role == "mother")], left_on="certificate_number", right_on="source_record_id")
+    twins = births[births.plurality == "2"]
+    assert len(twins) >= 4
+    pairs = twins.groupby(["person_id", "date_of_birth"]).size()
+    assert (pairs >= 2).mean() > 0.9  # each twin has a sibling born the same day to the same mother
+    assert (births.plurality == "1").mean() > 0.95
+
+
+def test_street_spellings_vary(synth_dir, defs):
+    streets = _read(synth_dir, defs["school_enrollment"])["street"].dropna()
+    spelled = streets.str.contains(r" (?:Street|Avenue|Road|Boulevard|Parkway|Lane)$")
+    abbreviated = streets.str.contains(r" (?:St|Ave|Rd|Blvd|Pkwy|Ln)$")
+    assert 0.05 < spelled.mean() < 0.3 and abbreviated.mean() > 0.5
+
+
 def test_people_move_between_neighbourhoods(synth_dir, defs, truth):
     frames = []
     for name in ("school_enrollment", "health_visits", "births", "prek"):
@@ -257,3 +274,18 @@ def test_every_synthetic_file_ingests(synth_dir, defs, truth, tmp_path):
     related_expected = {k for k, r, s in zip(keys, truth.role, truth.source + ":" + truth.source_record_id)
                         if r != "subject" and s in accepted_subjects}
     assert set(ids.record_key[ids.role != "subject"]) == related_expected
+
+
+def test_cli_synth_config_file(tmp_path):
+    from enclave.cli import app
+
+    good = tmp_path / "synth.yaml"
+    good.write_text("people: 300\nseed: 4\nsources: [prek, wages]\nerrors: {typo: 0.2}\n", encoding="utf-8")
+    out = CliRunner().invoke(app, ["data", "synth", "--config", str(good), "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["ground_truth.csv", "prek.csv", "wages.parquet"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("errors: {typo: 2}\n", encoding="utf-8")
+    out = CliRunner().invoke(app, ["data", "synth", "--config", str(bad), "--out", str(tmp_path / "b")])
+    assert out.exit_code == 2 and "errors.typo" in out.output
+    assert not (tmp_path / "b").exists()
