@@ -198,12 +198,7 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
     n_rows = len(table)
     pops = {}
     for (r, c), members in result.populations.items():
-        if (r, c) in suppressed.index.to_list() or True:
-            try:
-                if suppressed.at[r, c]:
-                    continue
-            except KeyError:
-                continue
+        if r in suppressed.index and c in suppressed.columns and not suppressed.at[r, c]:
             pops[f"{cell_label(r, c, index, columns)}"] = members
     inner_rows = [r for r in expected.index if not is_margin(r)]
     inner_cols = [c for c in expected.columns if not is_margin(c)]
@@ -258,7 +253,6 @@ def _check_model(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
 
 
 def _check_summary(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: RuleSet, table: pd.DataFrame, mask: np.ndarray, dataset: str) -> None:
-    from .magnitude import cell_stats, magnitude_reasons
     from .safe_summary import describe_table
 
     values = pd.Series(evidence.values.values(table, mask), name=evidence.values.name).astype(float)

@@ -17,13 +17,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from enclave.registry.models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
 _HEAD_ID = 1
+_events = AuditEvent.__table__
+_head = AuditHead.__table__
+# Built once: constructing statements per call cost more than executing them.
+_LOCK_HEAD = select(_head.c.seq, _head.c.hash).where(_head.c.id == _HEAD_ID).with_for_update()
+_CREATE_HEAD = insert(_head).values(id=_HEAD_ID, seq=0, hash=GENESIS_HASH)
+_INSERT_EVENT = insert(_events)
+_MOVE_HEAD = update(_head).where(_head.c.id == _HEAD_ID).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 
 
 def _json_default(value: Any) -> Any:
@@ -58,28 +65,26 @@ def format_time(moment: dt.datetime) -> str:
 
 def append(session: Session, *, actor: str, action: str, project: str | None = None, subject: str | None = None,
            details: dict[str, Any] | None = None, at: dt.datetime | None = None) -> AuditEvent:
-    """Append one event to the chain inside the caller's transaction and return it."""
+    """Append one event to the chain inside the caller's transaction and return a copy of it."""
     # The head row is the chain's lock: FOR UPDATE on PostgreSQL; on SQLite the writer already
     # holds the database write lock since BEGIN IMMEDIATE, so appends serialise either way.
-    transaction = session.get_transaction()
-    if transaction is not None and session.info.get("audit_head_locked_by") is transaction:
-        head = session.get(AuditHead, _HEAD_ID)  # already locked by this transaction: no round trip
+    # Prepared Core statements rather than ORM objects: three statements, no unit-of-work flush.
+    connection = session.connection()
+    row = connection.execute(_LOCK_HEAD).first()
+    if row is None:
+        connection.execute(_CREATE_HEAD)
+        prev_seq, prev_hash = 0, GENESIS_HASH
     else:
-        head = session.scalars(select(AuditHead).where(AuditHead.id == _HEAD_ID).with_for_update()).first()
-    if head is None:
-        head = AuditHead(id=_HEAD_ID, seq=0, hash=GENESIS_HASH)
-        session.add(head)
-    seq = head.seq + 1
+        prev_seq, prev_hash = row
+    seq = prev_seq + 1
     when = format_time(at or dt.datetime.now(dt.UTC))
     details_text = canonical_json(details or {})
-    digest = event_hash(seq, when, actor, action, project, subject, details_text, head.hash)
-    event = AuditEvent(seq=seq, at=when, actor=actor, action=action, project=project, subject=subject,
-                       details=details_text, prev_hash=head.hash, hash=digest)
-    session.add(event)
-    head.seq, head.hash = seq, digest
-    session.flush()
-    session.info["audit_head_locked_by"] = session.get_transaction()
-    return event
+    digest = event_hash(seq, when, actor, action, project, subject, details_text, prev_hash)
+    values = {"seq": seq, "at": when, "actor": actor, "action": action, "project": project, "subject": subject,
+              "details": details_text, "prev_hash": prev_hash, "hash": digest}
+    connection.execute(_INSERT_EVENT, values)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
+    return AuditEvent(**values)
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,8 @@ def _recompute(event: AuditEvent, seq: int) -> str:
 
 def head(session: Session) -> tuple[int, str]:
     """The last sequence number and hash: publish it outside the registry as an anchor."""
-    row = session.get(AuditHead, _HEAD_ID)
-    return (row.seq, row.hash) if row is not None else (0, GENESIS_HASH)
+    row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == _HEAD_ID)).first()
+    return (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
 
 
 def parse_anchor(text: str) -> tuple[int, str]:
@@ -173,7 +178,7 @@ def verify(session: Session, anchors: Iterable[tuple[int, str]] = ()) -> Verific
                                            f"event {event.seq} ({event.action}) does not follow event {event.seq - 1}: "
                                            f"event {event.seq - 1} was rewritten or event {event.seq} inserted"))
         expected_seq, expected_prev = event.seq + 1, event.hash
-    head = session.get(AuditHead, _HEAD_ID)
+    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == _HEAD_ID)).first()
     last_seq = expected_seq - 1
     if head is None:
         if result.events:

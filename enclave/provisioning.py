@@ -225,11 +225,35 @@ def _generalise(df: pd.DataFrame, table: str, quasi_ident: list[str], k: int) ->
         result = microdata.generalise(df, quasi_ident, k, hierarchies=_hierarchies(df, quasi_ident))
     except ValueError as exc:
         raise ProvisioningError(f"table {table!r}: {exc}") from None
+    data, people_suppressed = _people_k(result.data, quasi_ident, k)
     # Re-measured independently of the search, so a bug there cannot ship an unsafe extract.
-    reached = int(microdata.k_anonymity(result.data, quasi_ident)) if len(result.data) else None
+    reached = int(microdata.k_anonymity(data, quasi_ident)) if len(data) else None
     if reached is None or reached < k:
         raise ProvisioningError(f"table {table!r}: generalisation reached k={reached}, below the approved k={k}")
-    return result.data, {"quasi_identifiers": quasi_ident, "k_reached": reached, "actions": _jsonable(result.report())}
+    report = {"quasi_identifiers": quasi_ident, "k_reached": reached, "actions": _jsonable(result.report()),
+              "rows_suppressed_for_people": people_suppressed}
+    if PSEUDONYM in data.columns:
+        report["people_k_reached"] = int(_class_people(data, quasi_ident).min())
+    return data, report
+
+
+def _class_people(df: pd.DataFrame, quasi_ident: list[str]) -> pd.Series:
+    """For each row, how many distinct people share its quasi-identifier values (missing = a value)."""
+    keys = pd.util.hash_pandas_object(df[quasi_ident].astype("string").fillna("\x00missing"), index=False)
+    return df.groupby(keys.to_numpy())[PSEUDONYM].transform("nunique")
+
+
+def _people_k(df: pd.DataFrame, quasi_ident: list[str], k: int) -> tuple[pd.DataFrame, int]:
+    """Drop the rows of classes shared by fewer than k distinct people.
+
+    k-anonymity as the library measures it counts rows; in an event table one person's five rows
+    make a class of five on their own. Hand-written because no library here counts people per
+    class; classes are disjoint, so dropping the small ones leaves every other class intact.
+    """
+    if PSEUDONYM not in df.columns or df.empty:
+        return df, 0
+    small = _class_people(df, quasi_ident) < k
+    return df.loc[~small.to_numpy()].reset_index(drop=True), int(small.sum())
 
 
 def _hierarchies(df: pd.DataFrame, quasi_ident: list[str]) -> dict[str, Any]:
@@ -435,31 +459,15 @@ def withdraw_current(extracts_dir: Path, project: str) -> bool:
 
 # --------------------------------------------------------------------------- registry side
 
-# Aliases the board may use for cohort bounds; an unknown key refuses the build (fail closed:
-# a cohort condition provisioning does not understand must never be silently ignored).
-_COHORT_ALIASES = {
-    "birth_year_from": "birth_year_min",
-    "birth_year_to": "birth_year_max",
-    "min_birth_year": "birth_year_min",
-    "max_birth_year": "birth_year_max",
-    "sources": "sources_present",
-    "require_sources": "sources_present",
-}
-
-
 def cohort_from_approval(raw: dict[str, Any] | None) -> Cohort:
-    """The approval's cohort JSON as a ``Cohort``; unknown bounds raise ``ProvisioningError``."""
-    data: dict[str, Any] = {}
-    for key, value in (raw or {}).items():
-        if key == "birth_year" and isinstance(value, (list, tuple)) and len(value) == 2:
-            data["birth_year_min"], data["birth_year_max"] = value
-            continue
-        if value is None:
-            continue
-        data[_COHORT_ALIASES.get(key, key)] = value
+    """The approval's cohort JSON (the board's ``Cohort``) as provisioning's ``Cohort``.
+
+    An unknown key refuses the build: a cohort condition provisioning does not understand must
+    never be silently ignored.
+    """
     try:
-        return Cohort(**data)
-    except Exception as exc:  # pydantic ValidationError: name the key
+        return Cohort(**{k: v for k, v in (raw or {}).items() if v is not None})
+    except Exception as exc:  # pydantic ValidationError: it names the key
         raise ProvisioningError(f"approval cohort cannot be applied: {exc}") from None
 
 

@@ -45,9 +45,8 @@ c.JupyterHub.authenticator_class = EnclaveOAuthenticator
 c.EnclaveOAuthenticator.client_id = settings.oidc_client_id
 c.EnclaveOAuthenticator.client_secret = oidc.client_secret(settings)
 c.EnclaveOAuthenticator.oauth_callback_url = oidc.callback_url(settings)
-c.EnclaveOAuthenticator.authorize_url = f"{issuer}/auth"
-c.EnclaveOAuthenticator.token_url = f"{issuer}/token"
-c.EnclaveOAuthenticator.userdata_url = f"{issuer}/me"
+for trait, url in oidc.endpoints(settings).items():
+    setattr(c.EnclaveOAuthenticator, trait, url)
 c.EnclaveOAuthenticator.scope = ["openid", "profile", "email", "groups"]
 c.EnclaveOAuthenticator.username_claim = "preferred_username"
 c.EnclaveOAuthenticator.enable_pkce = True

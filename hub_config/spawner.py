@@ -28,18 +28,10 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from hub_config import sandbox, seccomp_filter, single_user
+from hub_config.refusal import WorkspaceRefused
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES_IN_SANDBOX = ("enclave", "linkage", "disclosure_control", "hub_config")
-
-
-class WorkspaceRefused(web.HTTPError):
-    """A refused start: HTTP 403 for the API, and a readable reason on the hub's error page."""
-
-    def __init__(self, project: str, reason: str) -> None:
-        super().__init__(403, "workspace %s refused: %s", project, reason)
-        self.reason = reason
-        self.jupyterhub_message = f"The workspace of project {project} cannot be opened: {reason}"
 
 
 def _process_start_ticks(pid: int) -> int | None:

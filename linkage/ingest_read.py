@@ -238,7 +238,7 @@ def read_parquet_chunks(path: Path, expected: list[str], chunk_rows: int) -> Ite
             for name in schema.names:
                 col = batch.column(name)
                 if pa.types.is_timestamp(col.type):
-                    col = pc.cast(col, pa.date32())
+                    col = pc.cast(col, pa.date32(), safe=False)  # a timestamp's day; the time of day is not kept
                 if pa.types.is_nested(col.type) or pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
                     raise FileRejected(path, f"column type {col.type} is not a scalar text/number/date type", field=name)
                 cols[name] = pc.cast(col, pa.string()).to_pylist() if not pa.types.is_string(col.type) else col.to_pylist()

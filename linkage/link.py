@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,6 +104,7 @@ def _spark_session() -> Any:
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.default.parallelism", "2")
         .config("spark.ui.enabled", "false")
+        .config("spark.pyspark.python", sys.executable)  # workers use this venv, not whatever python3 is on PATH
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -266,6 +268,7 @@ def run_linkage(
     model_path: Path | str | None = None,
     run_id: str | None = None,
     progress: Progress | None = None,
+    memory_limit: str = "3GB",
 ) -> LinkRun:
     """Link every identifier partition in the vault; write the run folder; return the clusters.
 
@@ -277,8 +280,8 @@ def run_linkage(
     vault_dir = Path(vault_dir)
     step = progress or (lambda _name: None)
     model = load_model(model_path)
-    if ground_truth is not None and not Path(ground_truth).is_file():
-        raise LinkageInputError(f"{ground_truth}: ground-truth file not found")
+    if ground_truth is not None:
+        _check_ground_truth_header(Path(ground_truth))
     run_id = run_id or new_run_id()
     runs_dir = vault_dir / "linkage" / "runs"
     final_dir = runs_dir / run_id
@@ -295,6 +298,12 @@ def run_linkage(
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    # Bounded memory: DuckDB spills joins and sorts to disk rather than take the machine
+    # (its default is 80% of RAM, on a host shared with the enclave's other services).
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    # Spilled pages hold identifiers: they stay in the vault and are removed after the run.
+    spill_dir = vault_dir / "linkage" / f".spill-{run_id}"
+    con.execute(f"SET temp_directory = '{str(spill_dir).replace(chr(39), chr(39) * 2)}'")
     work_dir = runs_dir / f".{run_id}.partial"
     try:
         step("load identifier partitions")
@@ -342,8 +351,22 @@ def run_linkage(
         raise
     finally:
         con.close()
+        shutil.rmtree(spill_dir, ignore_errors=True)
     timings["total"] = round(time.perf_counter() - started, 3)
     return LinkRun(run_id=run_id, run_dir=final_dir, clusters=clusters, quality=quality, timings=timings)
+
+
+def _check_ground_truth_header(path: Path) -> None:
+    """Refuse a bad ground-truth file before minutes of training, not after."""
+    from linkage.quality import GROUND_TRUTH_COLUMNS
+
+    if not path.is_file():
+        raise LinkageInputError(f"{path}: ground-truth file not found")
+    with path.open(newline="") as fh:
+        header = fh.readline().strip().split(",")
+    missing = [c for c in GROUND_TRUTH_COLUMNS if c not in header]
+    if missing:
+        raise LinkageInputError(f"{path}: row 1: missing column(s) {', '.join(missing)}")
 
 
 def latest_run(vault_dir: Path | str) -> Path:

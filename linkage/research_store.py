@@ -35,7 +35,6 @@ import ctypes
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import sys

@@ -57,11 +57,12 @@ def listing(username: str | None, *, project: str | None = None, queue: bool = F
             facts = loading.facts(session, req)
             if not who.may_read_request(actor, facts):
                 continue
-            if queue and not (
-                facts.state in UNDER_REVIEW
-                and who.may_review_request(actor, facts)
-                and all(r.reviewer != person.username for r in facts.reviews)
-            ):
+            waiting_for_review = who.may_review_request(actor, facts) and all(
+                r.reviewer != person.username for r in facts.reviews)
+            waiting_for_steward = any(
+                who.may_approve_for_agency(actor, facts, agency)
+                for agency in facts.stewards_required - facts.stewards_approved)
+            if queue and not (facts.state in UNDER_REVIEW and (waiting_for_review or waiting_for_steward)):
                 continue
             out.append({"id": req.id, "project": facts.project, "author": facts.author, "state": req.state,
                         "title": req.title, "outputs": len(facts.outputs), "reviews": len(facts.reviews)})

@@ -14,6 +14,7 @@ from enclave import people
 from enclave.board import demo, service
 from enclave.board import permissions as who
 from enclave.board.console import caller, checked, fail, out, run
+from enclave.board.errors import GovernanceError
 from enclave.board.requests import Conditions, load_yaml
 from enclave.board.states import ApplicationState
 from enclave.registry.base import ensure_schema, session_scope
@@ -35,7 +36,7 @@ def init(admin: str = typer.Option(..., help="Username of the first admin."),
     try:
         with session_scope(url) as session:
             people.bootstrap_admin(session, admin, name)
-    except Exception as error:  # noqa: BLE001 - shown as one line
+    except GovernanceError as error:
         fail(str(error))
     out.print(f"registry ready; admin [bold]{admin}[/] created")
 

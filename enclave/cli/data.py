@@ -171,9 +171,10 @@ def ingest_dir(
                 summary.add_row(f.stem, "-", "-", "[red]file rejected[/red]", "-")
             else:
                 reasons = ", ".join(f"{k} {v:,}" for k, v in result.reasons.most_common(3))
-                state = " (already deposited)" if result.already_deposited else ""
+                if result.already_deposited:
+                    reasons = "[yellow]already deposited: no-op[/yellow]"
                 summary.add_row(result.source, f"{result.rows_accepted:,}", f"{result.rows_quarantined:,}", reasons,
-                                result.deposit_id + state)
+                                result.deposit_id[:8])
             progress.advance(task)
     console.print(summary)
     if failed:

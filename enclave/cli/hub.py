@@ -57,7 +57,7 @@ def write_demo_accounts(settings: Settings) -> list[dict]:
         oidc.Account(u, login["password"], name=n, email=e or "", groups=roles)
         for (u, n, e, roles), login in zip(people, logins, strict=True)
     ])
-    oidc._write_private(_logins_file(settings), json.dumps(logins, indent=1))  # noqa: SLF001 - same package family
+    oidc.write_private(_logins_file(settings), json.dumps(logins, indent=1))
     return logins
 
 

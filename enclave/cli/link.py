@@ -14,8 +14,9 @@ from enclave.settings import get_settings
 app = typer.Typer(help="Record linkage inside the vault zone.", no_args_is_help=True)
 console = Console(stderr=True)
 
-# The steps a run reports, in order (linkage.link calls progress(step) as it enters each one).
-_STEPS_WITHOUT_TRAINING = 7
+# Steps linkage.link reports besides one per EM session: load, standardise, prior, u,
+# predict, cluster, quality, write. The CLI adds two: person keys, research store.
+_STEPS_WITHOUT_EM = 8
 
 
 @app.command("run")
@@ -36,7 +37,11 @@ def run(
     threshold = settings.linkage_threshold if threshold is None else threshold
     if not 0 < threshold <= 1:
         raise typer.BadParameter("a match probability in (0, 1]", param_hint="--threshold")
-    steps = _STEPS_WITHOUT_TRAINING + len(load_model(model).training.em)
+    try:
+        steps = _STEPS_WITHOUT_EM + len(load_model(model).training.em)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]linkage refused:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=False) as progress:
         task = progress.add_task("linkage", total=steps + 2)

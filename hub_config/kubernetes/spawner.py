@@ -16,7 +16,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Unicode, default
 
-from hub_config.spawner import WorkspaceRefused
+from hub_config.refusal import WorkspaceRefused
 
 EXTRACT_VOLUME = "enclave-extracts"
 HOME_VOLUME = "home"

@@ -31,7 +31,7 @@ class Account:
     groups: list[str] = field(default_factory=list)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a root-only file atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -56,6 +56,21 @@ def issuer(settings: Settings) -> str:
     return (settings.oidc_issuer or f"http://127.0.0.1:{settings.oidc_port}").rstrip("/")
 
 
+def endpoints(settings: Settings) -> dict[str, str]:
+    """authorize, token and userinfo URLs: the development provider's fixed paths, or for the city's
+    issuer the ones its discovery document names (read once, when the hub starts)."""
+    if not settings.oidc_issuer:
+        base = issuer(settings)
+        return {"authorize_url": f"{base}/auth", "token_url": f"{base}/token", "userdata_url": f"{base}/me"}
+    import requests
+
+    answer = requests.get(f"{issuer(settings)}/.well-known/openid-configuration", timeout=10)
+    answer.raise_for_status()
+    document = answer.json()
+    return {"authorize_url": document["authorization_endpoint"], "token_url": document["token_endpoint"],
+            "userdata_url": document["userinfo_endpoint"]}
+
+
 def public_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.hub_port}"
 
@@ -72,7 +87,7 @@ def client_secret(settings: Settings) -> str:
         raise ValueError("ENCLAVE_OIDC_CLIENT_SECRET must be set when ENCLAVE_OIDC_ISSUER is")
     path = oidc_dir(settings) / "client_secret"
     if not path.exists():
-        _write_private(path, secrets.token_urlsafe(32))
+        write_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -94,7 +109,7 @@ def write_accounts(settings: Settings, accounts: list[Account]) -> Path:
                      "email": account.email or f"{account.username}@enclave.invalid",
                      "groups": list(account.groups), "password_hash": hash_password(account.password)})
     path = accounts_file(settings)
-    _write_private(path, json.dumps({"accounts": rows}, indent=1))
+    write_private(path, json.dumps({"accounts": rows}, indent=1))
     return path
 
 
@@ -115,5 +130,5 @@ def provider_config(settings: Settings) -> Path:
         }],
     }
     path = oidc_dir(settings) / "provider.json"
-    _write_private(path, json.dumps(config, indent=1))
+    write_private(path, json.dumps(config, indent=1))
     return path

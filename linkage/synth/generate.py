@@ -4,8 +4,6 @@ so the output is identical for the same configuration, however many worker proce
 render the chunks (they are written in chunk order)."""
 from __future__ import annotations
 
-import csv
-import io
 import multiprocessing
 import os
 import resource
@@ -15,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from ..sources import SourceDefinition, load_definitions
 from .agencies import AGENCIES, Context
@@ -22,7 +21,7 @@ from .config import SynthConfig
 from .pools import get_pools
 from .population import Population, build_population, day
 from .records import AgencyRows, build_rows
-from .writer import SourceWriter, render
+from .writer import SourceWriter, csv_bytes, render
 
 GROUND_TRUTH = "ground_truth.csv"
 
@@ -79,16 +78,16 @@ def _render_chunk(job: tuple[SynthConfig, dict[str, SourceDefinition], int]):
     cpu0 = time.process_time()
     chunk = make_chunk(cfg, definitions, c)
     fragments = {}
-    truth = io.StringIO()
-    w = csv.writer(truth, lineterminator="\n")
+    truth = []
     for name, rows in chunk.rows.items():
         fragments[name] = (render(definitions[name], rows.columns), len(rows.record_ids))
         for role, pids in rows.persons.items():
             present = pids >= 0
             k = int(present.sum())
-            w.writerows(zip([name] * k, rows.record_ids[present].tolist(), [role] * k, person_label(pids[present]).tolist()))
+            truth.append(pa.table({"source": pa.array([name] * k, pa.string()), "source_record_id": pa.array(rows.record_ids[present], pa.string()),
+                                   "role": pa.array([role] * k, pa.string()), "person_id": pa.array(person_label(pids[present]), pa.string())}))
     usage = {"cpu_seconds": time.process_time() - cpu0, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    return c, fragments, truth.getvalue().encode("utf-8"), usage
+    return c, fragments, csv_bytes(pa.concat_tables(truth), quote=False) if truth else b"", usage
 
 
 def default_workers() -> int:

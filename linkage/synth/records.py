@@ -116,7 +116,8 @@ def build_rows(draft: Draft, definition: SourceDefinition, pop: Population, pool
         idx = role_idx[role]
         fields = set(mapping)
         ids = _identifiers(pop, pools, idx, when, fields, maiden=role in draft.maiden_roles)
-        ssn_missing = quality.ssn_missing if role == SUBJECT_ROLE else max(quality.ssn_missing, 0.4 if role == "father" else 0.0)
+        # Fathers' SSNs are missing far more often on birth certificates than mothers'.
+        ssn_missing = max(quality.ssn_missing, 0.4) if role == "father" else quality.ssn_missing
         dob_is_event = role == SUBJECT_ROLE and mapping.get("dob") == definition.event_date
         masks.update(_corrupt(ids, rates, quality, pools, rng, ssn_missing, role, dob_is_event))
         if "ssn" in ids and definition.ssn_kind == "last4":

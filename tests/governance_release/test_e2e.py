@@ -144,7 +144,9 @@ def test_end_to_end_apply_to_release(registry, enclave_home, cli, make_applicati
     assert "partially_reviewed" in cli("rev2", "review", "approve", str(rid)).output  # still waiting for the steward
     refused = cli("rev1", "review", "release", str(rid), ok=False)
     assert refused.exit_code == 1 and "request_is_approved" in refused.output
+    assert PROJECT in cli("stew", "review", "queue").output  # the steward sees it waiting for them
     assert "approved" in cli("stew", "review", "steward", str(rid), "--agency", agency_name).output
+    assert "nothing to review" in cli("stew", "review", "queue").output
     out = cli("rev1", "review", "release", str(rid))
     folder = settings.releases / PROJECT / str(rid)
     assert sorted(p.name for p in folder.iterdir()) == ["SHA256SUMS", "notes.txt", "output_0.csv", "output_1.csv"]

@@ -160,3 +160,41 @@ def test_unapproved_project_and_bad_store_are_refused_without_writing(registry, 
         provision("school-moves", actor="admin")
     project_dir = get_settings().extracts / "school-moves"
     assert [p.name for p in project_dir.iterdir() if p.name != ".build.lock"] == []
+
+
+def test_cohort_bounds_on_ages_and_sources_present(research_store, tmp_path):
+    from enclave.provisioning import Cohort, ExtractSpec, ProvisioningError, build_extract, cohort_from_approval
+
+    school = pd.read_parquet(research_store / "school_enrollment.parquet")
+    foster_keys = set(pd.read_parquet(research_store / "foster_care.parquet").person_key)
+    spec = ExtractSpec(project="ages", approval_id="9", k=1,
+                       variables={"school_enrollment": ["age_at_event", "grade"]},
+                       cohort=Cohort(age_min=8, age_max=11, sources_present=["foster_care"]))
+    result = build_extract(spec, research_store, tmp_path / "keys", tmp_path / "extracts")
+    out = pd.read_parquet(result.path / "school_enrollment.parquet")
+    expected = school[school.age_at_event.between(8, 11) & school.person_key.isin(foster_keys)]
+    assert len(out) == len(expected) > 0
+    assert out.age_at_event.between(8, 11).all()
+    # An age bound without age among the approved variables still filters, and the column stays out.
+    spec2 = spec.model_copy(update={"project": "ages2", "variables": {"school_enrollment": ["grade"]}})
+    out2 = pd.read_parquet(build_extract(spec2, research_store, tmp_path / "keys", tmp_path / "extracts").path
+                           / "school_enrollment.parquet")
+    assert list(out2.columns) == ["pseudonym", "grade"] and len(out2) == len(expected)
+    with pytest.raises(ProvisioningError, match="shoe_size"):
+        cohort_from_approval({"shoe_size_min": 40})
+
+
+def test_k_counts_people_not_only_rows():
+    """One person's several school years must not make a class of k on their own."""
+    from disclosure_control.microdata import k_anonymity
+
+    from enclave.provisioning import _generalise
+
+    # Two people with five rows each share a class of ten rows: 5-anonymous by rows, 2 people.
+    few = pd.DataFrame({"pseudonym": ["a"] * 5 + ["b"] * 5, "sex": "F", "neighbourhood": "Canton"})
+    many = pd.DataFrame({"pseudonym": [f"p{i}" for i in range(12)], "sex": "M", "neighbourhood": "Hampden"})
+    table = pd.concat([few, many], ignore_index=True)
+    assert k_anonymity(table, ["sex", "neighbourhood"]) >= 5
+    out, report = _generalise(table, "school", ["sex", "neighbourhood"], 5)
+    assert set(out.pseudonym) == {f"p{i}" for i in range(12)}
+    assert report["rows_suppressed_for_people"] == 10 and report["people_k_reached"] == 12

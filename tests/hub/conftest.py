@@ -6,7 +6,9 @@ start on this machine), stopped at the end of the session.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import socket
 import sys
 from dataclasses import dataclass
@@ -59,7 +61,7 @@ class RunningHub:
 
 
 @pytest.fixture(scope="session")
-def running_hub(tmp_path_factory):
+def running_hub():
     """One hub for the whole hub test session. The ENCLAVE_* environment is set only while the
     registry is built (the hub process gets its settings from the launcher), so tests elsewhere
     in the same pytest run never see this data root."""
@@ -67,7 +69,10 @@ def running_hub(tmp_path_factory):
     from enclave.settings import get_settings
     from hub_config import launcher, oidc
 
-    home = tmp_path_factory.mktemp("hub") / "var"
+    # Not under pytest's basetemp: pytest deletes old basetemps of *other* concurrent sessions, and a
+    # workspace whose socket directory vanishes mid-test answers 503. Removed at the end instead.
+    root = Path(tempfile.mkdtemp(prefix="enclave-hub-"))
+    home = root / "var"
     home.mkdir()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ENCLAVE_HOME", str(home))
@@ -94,6 +99,7 @@ def running_hub(tmp_path_factory):
         running.hub.stop()  # also stops a proxy left by a crashed hub
         provider.stop()
         dispose_engines()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -235,3 +235,14 @@ def test_start_and_stop_are_audited_with_extract_version(running_hub):
 def test_session_cookie_is_needed_for_the_workspace(running_hub):
     anonymous = requests.get(f"{running_hub.url}/user/alice/alpha/api/contents", timeout=10, allow_redirects=False)
     assert anonymous.status_code in (302, 403, 404, 503)
+
+
+def test_external_issuer_endpoints_come_from_its_discovery_document(running_hub):
+    """With the city's issuer configured, the hub reads the endpoints from discovery (here: the running provider's)."""
+    from hub_config import oidc
+
+    external = running_hub.settings.model_copy(update={"oidc_issuer": oidc.issuer(running_hub.settings),
+                                                       "oidc_client_secret": "configured-secret"})
+    found = oidc.endpoints(external)
+    assert found == oidc.endpoints(running_hub.settings)  # the development provider's own paths
+    assert oidc.client_secret(external) == "configured-secret"

@@ -11,7 +11,7 @@ from kubernetes_asyncio.client import ApiClient
 
 import world
 from hub_config.kubernetes.spawner import EnclaveKubeSpawner
-from hub_config.spawner import WorkspaceRefused
+from hub_config.refusal import WorkspaceRefused
 
 VALUES = Path(__file__).resolve().parents[2] / "hub_config" / "kubernetes" / "values.yaml"
 

@@ -44,6 +44,17 @@ def unix(path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(path)
     return "connected"
+def hub_api(method, path):
+    # The hub's API through the socket the sandbox must keep, with the server's own token.
+    import http.client
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect("/run/jupyterhub/hub.sock")
+    conn = Conn("hub", timeout=10)
+    conn.request(method, "/hub/api" + path, body="{}",
+                 headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
+    return conn.getresponse().status
 def libc(name, *args):
     rc = getattr(_libc, name)(*args)
     if rc != 0:
@@ -114,6 +125,11 @@ def probes(home: str, hub_port: int, oidc_port: int, udp_port: int, settings) ->
         "raw_socket": ("socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)", "blocked"),
         "hub_socket_by_host_path": (f"unix('{home}/hub/run/hub.sock')", "blocked"),
         "only_loopback_interface": ("[n for _, n in socket.if_nameindex()]", "['lo']"),
+        # the hub API, reachable on purpose, with the credentials a workspace holds
+        "hub_api_reachable_control": ("hub_api('GET', '/')", "200"),
+        "server_token_creates_api_token": ("hub_api('POST', '/users/alice/tokens')", "403"),
+        "server_token_reads_other_user": ("hub_api('GET', '/users/bob') in (403, 404)", "True"),
+        "server_token_starts_other_workspace": ("hub_api('POST', '/users/alice/servers/beta')", "403"),
         # privileges
         "setuid_root": ("os.setuid(0)", "blocked"),
         "setgid_root": ("os.setgid(0)", "blocked"),

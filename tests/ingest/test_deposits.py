@@ -215,3 +215,19 @@ def test_help(command):
 
     out = CliRunner().invoke(app, command)
     assert out.exit_code == 0 and "Usage" in out.output
+
+
+def test_cli_ingest_dir_of_a_synth_output(enclave_home, tmp_path):
+    from enclave.cli import app
+
+    from linkage.synth import SynthConfig, generate
+
+    generate(SynthConfig(people=300, seed=3, sources=["prek", "wages", "births"]), tmp_path / "s", workers=1)
+    (tmp_path / "s" / "notes.txt").write_text("not a source", encoding="utf-8")
+    runner = CliRunner()
+    out = runner.invoke(app, ["data", "ingest-dir", str(tmp_path / "s")])
+    assert out.exit_code == 0, out.output
+    assert "skipped: ground_truth.csv, notes.txt" in out.output
+    assert sorted(p.name for p in (enclave_home / "vault" / "deposits").iterdir()) == ["births", "prek", "wages"]
+    again = runner.invoke(app, ["data", "ingest-dir", str(tmp_path / "s")])
+    assert again.exit_code == 0 and again.output.count("already deposited") == 3

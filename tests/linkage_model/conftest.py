@@ -113,3 +113,9 @@ def linked_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("linked")
     vault, truth = make_vault(root)
     return run_linkage(vault, ground_truth=truth), vault, truth
+
+
+@pytest.fixture
+def vault_builder():
+    """``make_vault`` itself, for tests that need another size or other sources."""
+    return make_vault

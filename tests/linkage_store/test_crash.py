@@ -1,6 +1,7 @@
 """Crash safety, tested by really killing a process with SIGKILL at each named step."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ KEYS_SCRIPT = textwrap.dedent(
     import sys, pandas as pd
     from linkage.keys import assign_person_keys
     vault, clusters, step = sys.argv[1:4]
-    assign_person_keys(pd.read_parquet(clusters), vault, "run-2", _pause_at=step)
+    assign_person_keys(pd.read_parquet(clusters), vault, "run-2", _pause_at=step or None)
     print("FINISHED", flush=True)
     """
 )
@@ -78,8 +79,14 @@ def test_killed_key_assignment_leaves_previous_crosswalk_or_completes(tmp_path, 
         copy = tmp_path / f"vault-{step}"
         shutil.copytree(vault, copy)
         runs[step] = (copy, start_paused(KEYS_SCRIPT, str(copy), str(second_path), step))
-    for step, (copy, proc) in runs.items():
-        kill_when_paused(proc, step)
+    try:
+        for step, (copy, proc) in runs.items():
+            kill_when_paused(proc, step)
+    finally:  # never leave a paused child behind when one of them misbehaves
+        for _, proc in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     for step, (copy, _) in runs.items():
         linkage_dir = copy / "linkage"
@@ -139,16 +146,23 @@ def test_a_second_writer_waits_for_the_lock_and_completes_after_the_first_is_kil
     second_path = tmp_path / "second.parquet"
     changed_clusters(clusters).to_parquet(second_path, index=False)
     first = start_paused(KEYS_SCRIPT, str(vault), str(second_path), "temp_files_written")
-    assert first.stdout.readline().strip() == "PAUSED temp_files_written"  # it holds the lock now
-    waiting = subprocess.Popen(
-        [sys.executable, "-c", KEYS_SCRIPT, str(vault), str(second_path), "none-such-step-is-never-reached"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    with pytest.raises(subprocess.TimeoutExpired):
-        waiting.wait(timeout=5)  # blocked on the lock, not writing beside the first
-    assert load_state(vault)["generation"] == 1
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
-    out, _ = waiting.communicate(timeout=120)
-    assert waiting.returncode == 0 and out.strip() == "FINISHED"
-    assert load_state(vault)["generation"] == 2 and set(load_events(vault)["event"]) == {"merge", "split"}
+    waiting = None
+    try:
+        assert first.stdout.readline().strip() == "PAUSED temp_files_written"  # it holds the lock now
+        waiting = subprocess.Popen(
+            [sys.executable, "-c", KEYS_SCRIPT, str(vault), str(second_path), ""], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=8)  # blocked on the lock, not writing beside the first
+        # (load_state would wait for the lock too: read the committed state file directly)
+        assert json.loads((vault / "linkage" / keys.STATE_FILE).read_text())["generation"] == 1
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        out, _ = waiting.communicate(timeout=120)
+        assert waiting.returncode == 0 and out.strip() == "FINISHED"
+        assert load_state(vault)["generation"] == 2 and set(load_events(vault)["event"]) == {"merge", "split"}
+    finally:  # never leave a paused child behind when an assertion fails
+        for proc in (first, waiting):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()

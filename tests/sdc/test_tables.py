@@ -185,3 +185,21 @@ def test_agency_rules_strictest_apply(tmp_path, session, people):
     assert acro.results["output_0"].status == "fail"
     loose = session(rules=book, agencies=["schools"])
     assert loose.rules.threshold == 10   # an agency can tighten, never loosen
+
+
+def test_pivot_table_one_column(session, loader):
+    acro = session()
+    df = acro.load("people")
+    table = acro.pivot_table(df, values="income", index="neighbourhood", aggfunc="mean")
+    assert list(table.columns) == ["income"]
+    assert table.loc["north", "income"] == pytest.approx(df[df.neighbourhood == "north"].income.mean())
+    assert acro.results["output_0"].status == "pass", acro.results["output_0"].reasons
+    assert gate.check_folder(acro.outputs_dir, loader).all_pass
+
+
+def test_strictest_rules_field_by_field():
+    a = RuleSet(threshold=10, nk_rules=((2, 0.9),), allowed_extensions=("csv", "png"), max_rows=5000)
+    b = RuleSet(threshold=20, nk_rules=((1, 0.5),), allowed_extensions=("csv",), rounding="redact_round", max_rows=100)
+    s = RuleSet.strictest(a, b)
+    assert s.threshold == 20 and s.max_rows == 100 and s.rounding == "redact_round"
+    assert set(s.nk_rules) == {(2, 0.9), (1, 0.5)} and s.allowed_extensions == ("csv",)

@@ -150,6 +150,10 @@ def test_identifier_quality_per_agency(synth_dir, defs):
         expected = cfg.quality_of(name).ssn_missing
         sd = math.sqrt(max(expected * (1 - expected), 0.01) / len(ssn))
         assert abs(ssn.isna().mean() - expected) < 5 * sd + 0.01, (name, ssn.isna().mean(), expected)
+    births = _read(synth_dir, defs["births"])
+    assert 0.04 < births.mother_ssn.isna().mean() < 0.12  # configured 0.08
+    fathers = births[births.father_last_name.notna()]
+    assert 0.33 < fathers.father_ssn.isna().mean() < 0.47  # fathers' SSNs: 0.4
     assert (_read(synth_dir, defs["school_enrollment"])["street"].notna().mean()) > 0.9
     assert _read(synth_dir, defs["school_enrollment"]).columns.str.contains("ssn").sum() == 0
     last4 = _read(synth_dir, defs["juvenile_justice"])["ssn4"].dropna()

@@ -40,5 +40,8 @@ c.LabApp.news_url = None
 # Locked and disabled plugins come from labconfig/page_config.json above and cannot be re-enabled there.
 c.LabApp.user_settings_dir = os.path.expanduser("~/.jupyterlab/user-settings")
 c.LabApp.workspaces_dir = os.path.expanduser("~/.jupyterlab/workspaces")
-# The notebook-trust secret and database live in the data dir, which is read-only here.
-c.NotebookNotary.data_dir = os.path.expanduser("~/.local/share/jupyter")
+# The notebook-trust secret and database live in the data dir, which is read-only here; the notary
+# does not create its directory, so this file (run as the user at start) does.
+notary_dir = os.path.expanduser("~/.local/share/jupyter")
+os.makedirs(notary_dir, mode=0o700, exist_ok=True)
+c.NotebookNotary.data_dir = notary_dir

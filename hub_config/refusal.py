@@ -1,0 +1,13 @@
+"""The one error a spawner raises when the registry refuses a workspace."""
+from __future__ import annotations
+
+from tornado import web
+
+
+class WorkspaceRefused(web.HTTPError):
+    """A refused start: HTTP 403 for the API, and a readable reason on the hub's error page."""
+
+    def __init__(self, project: str, reason: str) -> None:
+        super().__init__(403, "workspace %s refused: %s", project, reason)
+        self.reason = reason
+        self.jupyterhub_message = f"The workspace of project {project} cannot be opened: {reason}"
