@@ -72,7 +72,12 @@ def _pair_counts(class_ids: np.ndarray, n_classes: int, values: pd.Series):
     codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
     m = max(len(uniques), 1)
     key = class_ids * m + codes
-    pair, count = np.unique(key, return_counts=True)
+    if n_classes * m <= 50_000_000:  # counting sort: linear, no 1M-element argsort
+        counts = np.bincount(key, minlength=n_classes * m)
+        pair = np.flatnonzero(counts)
+        count = counts[pair]
+    else:
+        pair, count = np.unique(key, return_counts=True)
     return pair // m, pair % m, count, m
 
 
@@ -143,8 +148,8 @@ def _t_one(data: pd.DataFrame, quasi_ident: list[str], sa: str, chunk_cells: int
     for start in range(0, n_classes, step):  # dense class x value blocks, bounded memory
         stop = min(n_classes, start + step)
         lo, hi = bounds[start], bounds[stop]
-        q_counts = np.zeros((stop - start, m))
-        np.add.at(q_counts, (sorted_ids[lo:hi] - start, sorted_codes[lo:hi]), 1)
+        q_counts = np.bincount((sorted_ids[lo:hi] - start) * m + sorted_codes[lo:hi],
+                               minlength=(stop - start) * m).reshape(stop - start, m).astype(float)
         r = q_counts / sizes[start:stop, None] - p
         if ordered:
             # Sequential accumulations as in pycanon's loop, so results agree to the bit.

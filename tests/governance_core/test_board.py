@@ -334,3 +334,42 @@ def test_every_transition_is_audited(registry, submit, approve):
         assert audit.verify(s).ok
     assert actions == ["application.submitted", "application.review_opened", "vote.cast", "vote.cast", "vote.cast",
                        "application.approved", "project.suspended", "project.reinstated", "project.revoked"]
+
+
+def test_membership_removal_rules(registry, submit, approve):
+    _approved(registry, submit, approve)
+    with pytest.raises(NotPermitted, match="not the lead"), session_scope(registry) as s:
+        service.remove_member(s, "bob", "school-moves", "alice", "coup")
+    with pytest.raises(NotAllowed, match="lead cannot be removed"), session_scope(registry) as s:
+        service.remove_member(s, "admin", "school-moves", "alice", "reshuffle")
+    with session_scope(registry) as s:
+        service.remove_member(s, "alice", "school-moves", "bob", "left the city")
+        entitlement = s.scalars(select(WorkspaceEntitlement).join(Membership, Membership.person_id == WorkspaceEntitlement.person_id)
+                                .where(Membership.state == "removed")).one()
+        assert not entitlement.active and entitlement.ended_reason == "removed"
+
+
+def test_withdrawal_only_by_the_applicant_and_only_while_open(registry, submit, approve):
+    app_id = submit()
+    with pytest.raises(NotPermitted, match="did not submit"), session_scope(registry) as s:
+        service.withdraw(s, "bob", app_id)
+    with session_scope(registry) as s:
+        service.withdraw(s, "alice", app_id)
+    assert _state(registry, app_id) == ("withdrawn", "withdrawn")
+    other = submit(project="other-study")
+    approve(other)
+    with pytest.raises(IllegalTransition, match="from approved"), session_scope(registry) as s:
+        service.withdraw(s, "alice", other)
+
+
+def test_admins_cannot_lock_themselves_out(registry):
+    from enclave import people
+
+    with pytest.raises(NotAllowed, match="own admin role"), session_scope(registry) as s:
+        people.revoke_role(s, "admin", "admin", "admin")
+    with pytest.raises(NotAllowed, match="own account"), session_scope(registry) as s:
+        people.set_active(s, "admin", "admin", False)
+    with pytest.raises(NotPermitted, match="not an admin"), session_scope(registry) as s:
+        people.add_person(s, "board1", "eve", "Eve", ["admin"])
+    with pytest.raises(InvalidInput, match="unknown role"), session_scope(registry) as s:
+        people.add_person(s, "admin", "eve", "Eve", ["superuser"])

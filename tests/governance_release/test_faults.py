@@ -36,6 +36,19 @@ def _fork(task) -> int:
     return pid
 
 
+def _wait(pid: int, timeout: float) -> int:
+    """The child's exit status; a child still running after ``timeout`` is killed and the test fails."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"child {pid} did not finish within {timeout} s")
+
+
 def _kill_at(point: str, task, tmp_path: Path) -> None:
     """Run ``task`` in a child armed to stop at crash point ``point``; SIGKILL it there."""
     from enclave.airlock import faults
@@ -183,7 +196,7 @@ def test_two_reviewers_approving_at_once_lose_nothing(approved_project, make_out
     time.sleep(0.3)
     go.write_text("go")
     for pid in pids:
-        _, status = os.waitpid(pid, 0)
+        status = _wait(pid, 90)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     results = sorted(f.read_text() for f in results_files)
     assert sum(r.startswith("REFUSED") for r in results) == 1, results
