@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
-    "k_anonymity", "l_diversity", "entropy_l_diversity", "t_closeness",
+    "k_anonymity", "l_diversity", "entropy_l_diversity", "t_closeness", "privacy_measures",
     "equivalence_class_ids", "Hierarchy", "GeneraliseResult", "generalise",
 ]
 
@@ -55,7 +55,16 @@ def equivalence_class_ids(data: pd.DataFrame, quasi_ident: Sequence[str]) -> tup
             radix = int(combined.max()) + 1
         combined = combined * n + codes
         radix *= n
-    ids = np.unique(combined, return_inverse=True)[1].astype(np.int64)
+    return _densify(combined, radix)
+
+
+def _densify(keys: np.ndarray, radix: int) -> tuple[np.ndarray, int]:
+    """Keys -> dense ids 0..n-1 in key order (a counting pass when the key space is small)."""
+    if radix <= 50_000_000:
+        present = np.bincount(keys, minlength=radix) > 0
+        mapping = np.cumsum(present) - 1
+        return mapping[keys], int(present.sum())
+    ids = np.unique(keys, return_inverse=True)[1].astype(np.int64)
     return ids, int(ids.max()) + 1
 
 
@@ -136,19 +145,26 @@ def _t_one(data: pd.DataFrame, quasi_ident: list[str], sa: str, chunk_cells: int
     else:
         raise ValueError("Error, invalid sens_att value type")
     ids, n_classes = equivalence_class_ids(data, quasi_ident)
+    return _t_from_ids(ids, n_classes, column, ordered, chunk_cells)
+
+
+def _t_from_ids(ids: np.ndarray, n_classes: int, column: pd.Series, ordered: bool, chunk_cells: int = 20_000_000) -> float:
     codes, uniques = pd.factorize(column, sort=True, use_na_sentinel=False)
     m = len(uniques)
-    p = np.bincount(codes, minlength=m) / len(data)
+    p = np.bincount(codes, minlength=m) / len(column)
     sizes = np.bincount(ids, minlength=n_classes)
-    order = np.argsort(ids, kind="stable")
-    sorted_ids, sorted_codes = ids[order], codes[order]
-    bounds = np.searchsorted(sorted_ids, np.arange(n_classes + 1))
-    worst = 0.0
     step = max(1, chunk_cells // max(m, 1))
-    for start in range(0, n_classes, step):  # dense class x value blocks, bounded memory
-        stop = min(n_classes, start + step)
-        lo, hi = bounds[start], bounds[stop]
-        q_counts = np.bincount((sorted_ids[lo:hi] - start) * m + sorted_codes[lo:hi],
+    if n_classes <= step:
+        blocks = [(0, n_classes, ids, codes)]   # one block: no sort needed
+    else:
+        order = np.argsort(ids, kind="stable")
+        sorted_ids, sorted_codes = ids[order], codes[order]
+        bounds = np.searchsorted(sorted_ids, np.arange(n_classes + 1))
+        blocks = [(a, min(n_classes, a + step), sorted_ids[bounds[a]:bounds[min(n_classes, a + step)]],
+                   sorted_codes[bounds[a]:bounds[min(n_classes, a + step)]]) for a in range(0, n_classes, step)]
+    worst = 0.0
+    for start, stop, block_ids, block_codes in blocks:  # dense class x value blocks, bounded memory
+        q_counts = np.bincount((block_ids - start) * m + block_codes,
                                minlength=(stop - start) * m).reshape(stop - start, m).astype(float)
         r = q_counts / sizes[start:stop, None] - p
         if ordered:
@@ -170,6 +186,27 @@ def t_closeness(data: pd.DataFrame, quasi_ident: Sequence[str], sens_att: Sequen
         qi = quasi_ident if gen else quasi_ident + [s for j, s in enumerate(sens_att) if j != i]
         result.append(_t_one(data, qi, sa))
     return max(result)
+
+
+def privacy_measures(data: pd.DataFrame, quasi_ident: Sequence[str], sens_att: Sequence[str]) -> dict:
+    """k, l, entropy l and t in one pass over the equivalence classes (same values as the
+    four functions above with ``gen=True``); the classes are computed once, not four times."""
+    quasi_ident = _check_columns(data, quasi_ident, "quasi-identifiers")
+    sens_att = _check_columns(data, sens_att, "sensitive attributes")
+    ids, n_classes = equivalence_class_ids(data, quasi_ident)
+    sizes = np.bincount(ids, minlength=n_classes)
+    l_values, t_values = [], []
+    for sa in sens_att:
+        column = data[sa]
+        classes, _, _, _ = _pair_counts(ids, n_classes, column)
+        l_values.append(int(np.bincount(classes, minlength=n_classes).min()))
+        if pd.api.types.is_numeric_dtype(column):
+            t_values.append(_t_from_ids(ids, n_classes, column, True))
+        elif pd.api.types.is_string_dtype(column):
+            t_values.append(_t_from_ids(ids, n_classes, column, False))
+        else:
+            raise ValueError("Error, invalid sens_att value type")
+    return {"k": int(sizes.min()), "l": min(l_values), "t": max(t_values)}
 
 
 # --------------------------------------------------------------------------------------

@@ -172,11 +172,13 @@ def _tau_argus(cube: pd.DataFrame, dims: list[str], threshold: int, protection: 
 
 
 def protect(cells: pd.DataFrame, dims: list[str], primary: pd.Series, threshold: int,
-            safety_range: int = 30, max_rounds: int = 5) -> Protected:
+            safety_range: int = 30, max_rounds: int = 5, audit_limit: int = 400) -> Protected:
     """Secondary suppression for a table given as interior cells with primary flags.
 
     ``cells``: one row per interior cell (dims..., value); ``primary``: aligned flags.
-    Margins are always protected as if published (the safe assumption).
+    Margins are always protected as if published (the safe assumption). With more than
+    ``audit_limit`` primary cells the LP audit (two LPs per cell) is skipped here and the
+    pattern rests on tau-ARGUS alone; the gate then sends the table to a reviewer.
     """
     cells = cells.assign(primary=np.asarray(primary, dtype=bool))
     cube = full_cube(cells[dims + ["value"]], dims)
@@ -191,6 +193,9 @@ def protect(cells: pd.DataFrame, dims: list[str], primary: pd.Series, threshold:
     protection = float(threshold)
     for _ in range(max_rounds):
         cube["suppressed"] = _tau_argus(cube, dims, threshold, protection) | cube["primary"]
+        if int(cube["primary"].sum()) > audit_limit:
+            return Protected(cube, dims, pd.DataFrame(columns=["cell", "lower", "upper"]),
+                             f"tau-ARGUS OPT, protection level {protection:g} (not audited: over {audit_limit} primary cells)")
         intervals = audit(cube, dims, targets=cube["primary"])
         weak = intervals[(intervals["upper"] - intervals["lower"]) < threshold]
         if weak.empty:

@@ -211,8 +211,10 @@ def train_predict_cluster(
         threshold_match_probability=model.prediction.threshold_match_probability, warning_mode="never"
     )
     gamma_columns = [c.name for c in predictions.columns if c.name.startswith("gamma_")]
-    l_source = "source_l" if "source_l" in [c.name for c in predictions.columns] else "NULL"
-    r_source = "source_r" if l_source != "NULL" else "NULL"
+    names = [c.name for c in predictions.columns]
+    # link_and_dedupe names each input's rows by its dataset (= source); dedupe_only keeps `source`.
+    side = next((c for c in ("source_dataset", "source") if f"{c}_l" in names), None)
+    l_source, r_source = (f"{side}_l", f"{side}_r") if side else ("NULL", "NULL")
     gammas = "".join(f", {g}" for g in gamma_columns)
     _to_duckdb(
         con, predictions, engine, "edges",

@@ -21,9 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 MODEL_DIR = Path(__file__).parent / "model"
 RULES_FILE = MODEL_DIR / "standardisation.yaml"
-# Engineer A's shared nickname map wins; the small map in the model folder is the fallback.
-SHARED_NICKNAMES = Path(__file__).parent / "data" / "nicknames.csv"
-FALLBACK_NICKNAMES = MODEL_DIR / "nicknames.csv"
+# The project's one nickname map (also used by the synthetic generator).
+NICKNAMES_FILE = Path(__file__).parent / "data" / "nicknames.csv"
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -96,8 +95,7 @@ def load_rules(path: Path | None = None) -> StandardisationRules:
 
 def load_nicknames(path: Path | None = None) -> dict[str, str]:
     """nickname -> formal name, lower case; the first formal name listed wins for ambiguous nicknames."""
-    if path is None:
-        path = SHARED_NICKNAMES if SHARED_NICKNAMES.exists() else FALLBACK_NICKNAMES
+    path = path or NICKNAMES_FILE
     mapping: dict[str, str] = {}
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)

@@ -61,7 +61,7 @@ class RunningHub:
 
 
 @pytest.fixture(scope="session")
-def running_hub():
+def running_hub(request):
     """One hub for the whole hub test session. The ENCLAVE_* environment is set only while the
     registry is built (the hub process gets its settings from the launcher), so tests elsewhere
     in the same pytest run never see this data root."""
@@ -99,6 +99,9 @@ def running_hub():
         running.hub.stop()  # also stops a proxy left by a crashed hub
         provider.stop()
         dispose_engines()
+        if request.session.testsfailed:  # keep the hub, proxy, provider and sandbox logs for the post-mortem
+            kept = shutil.copytree(home / "hub" / "logs", Path(tempfile.mkdtemp(prefix="enclave-hub-logs-")) / "logs")
+            print(f"\nhub test logs kept in {kept}")
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -100,3 +100,10 @@ def test_generalise_impossible_raises():
     df = pd.DataFrame({"a": range(5)})
     with pytest.raises(ValueError):
         microdata.generalise(df, ["a"], k=10)
+
+
+def test_privacy_measures_in_one_pass_match_the_separate_functions():
+    df = dataset(3_000, 11, True)
+    qi, sa = ["sex", "zip"], ["diagnosis", "visits"]
+    assert microdata.privacy_measures(df, qi, sa) == {
+        "k": microdata.k_anonymity(df, qi), "l": microdata.l_diversity(df, qi, sa), "t": microdata.t_closeness(df, qi, sa)}
