@@ -30,9 +30,9 @@ from rich.progress import Progress
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "hub"))
 
-import hubclient  # noqa: E402
-import world  # noqa: E402
-from conftest import free_port_pair  # noqa: E402
+import hub_client as hubclient  # noqa: E402
+import hub_world as world  # noqa: E402
+from hub_client import free_port_pair  # noqa: E402
 
 SEQUENTIAL_SPAWNS = 10
 CONCURRENT = 20

@@ -172,7 +172,8 @@ def _tau_argus(cube: pd.DataFrame, dims: list[str], threshold: int, protection: 
 
 
 def protect(cells: pd.DataFrame, dims: list[str], primary: pd.Series, threshold: int,
-            safety_range: int = 30, max_rounds: int = 5, audit_limit: int = 400) -> Protected:
+            safety_range: int = 30, max_rounds: int = 5, audit_limit: int = 400,
+            opt_max_cells: int = 600) -> Protected:
     """Secondary suppression for a table given as interior cells with primary flags.
 
     ``cells``: one row per interior cell (dims..., value); ``primary``: aligned flags.
@@ -192,13 +193,16 @@ def protect(cells: pd.DataFrame, dims: list[str], primary: pd.Series, threshold:
         return Protected(cube, dims, pd.DataFrame(columns=["cell", "lower", "upper"]), "none needed")
     protection = float(threshold)
     for _ in range(max_rounds):
-        cube["suppressed"] = _tau_argus(cube, dims, threshold, protection) | cube["primary"]
+        # OPT (one exact optimisation) is best but slow on big tables; HiTaS (MOD) splits
+        # a big table into subtables and is what statistical offices use at that size.
+        method = "OPT(1)" if len(cube) <= opt_max_cells else "MOD(1)"
+        cube["suppressed"] = _tau_argus(cube, dims, threshold, protection, method) | cube["primary"]
         if int(cube["primary"].sum()) > audit_limit:
             return Protected(cube, dims, pd.DataFrame(columns=["cell", "lower", "upper"]),
-                             f"tau-ARGUS OPT, protection level {protection:g} (not audited: over {audit_limit} primary cells)")
+                             f"tau-ARGUS {method}, protection level {protection:g} (not audited: over {audit_limit} primary cells)")
         intervals = audit(cube, dims, targets=cube["primary"])
         weak = intervals[(intervals["upper"] - intervals["lower"]) < threshold]
         if weak.empty:
-            return Protected(cube, dims, intervals, f"tau-ARGUS OPT, protection level {protection:g}")
+            return Protected(cube, dims, intervals, f"tau-ARGUS {method}, protection level {protection:g}")
         protection *= 1.5  # ask tau-ARGUS for wider protection and try again
     raise RuntimeError("secondary suppression could not protect every primary cell; the table fails")

@@ -305,6 +305,7 @@ def run_linkage(
     con.execute(f"SET memory_limit = '{memory_limit}'")
     # Spilled pages hold identifiers: they stay in the vault and are removed after the run.
     spill_dir = vault_dir / "linkage" / f".spill-{run_id}"
+    spill_dir.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{str(spill_dir).replace(chr(39), chr(39) * 2)}'")
     work_dir = runs_dir / f".{run_id}.partial"
     try:

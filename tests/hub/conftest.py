@@ -5,12 +5,10 @@ start on this machine), stopped at the end of the session.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import tempfile
-import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,26 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import world  # noqa: E402
-
-PASSWORDS = {username: f"pw-{username}-{os.getpid()}" for username, _, _ in world.PEOPLE}
-
-
-def free_port_pair(avoid: frozenset[int] = frozenset()) -> int:
-    """A loopback port p with p + 1 free too (the proxy's API listens on p + 1), both outside ``avoid``."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if {port, port + 1} & avoid:
-            continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free pair of ports")
+import hub_world as world  # noqa: E402
+from hub_client import free_port_pair  # noqa: E402
+from hub_world import PASSWORDS  # noqa: E402
 
 
 @dataclass
@@ -108,16 +89,3 @@ def running_hub(request):
 @pytest.fixture(scope="session")
 def registry_url(running_hub):
     return running_hub.settings.registry_url
-
-
-def audit_events(url: str, action_prefix: str) -> list:
-    import json
-
-    from sqlalchemy import select
-
-    from enclave.registry.base import session_scope
-    from enclave.registry.models import AuditEvent
-
-    with session_scope(url, readonly=True) as session:
-        events = session.scalars(select(AuditEvent).where(AuditEvent.action.like(f"{action_prefix}%"))).all()
-        return [(e.actor, e.action, e.project, json.loads(e.details or "{}")) for e in events]

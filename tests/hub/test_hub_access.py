@@ -11,8 +11,9 @@ import re
 import pytest
 import requests
 
-import hubclient
-from conftest import PASSWORDS, audit_events
+import hub_client as hubclient
+from hub_client import audit_events
+from hub_world import PASSWORDS
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
 
@@ -197,6 +198,10 @@ def test_lab_page_disables_download_upload_and_terminal_plugins(bob_in_beta):
     session, kernel, base = bob_in_beta
     page = session.get(f"{base}/lab", timeout=10)
     assert page.status_code == 200
+    # Behind the proxy too, the page is sandboxed without allow-downloads: data: and blob: downloads
+    # started by output HTML are blocked by the browser.
+    csp = page.headers["Content-Security-Policy"]
+    assert "sandbox" in csp and "allow-downloads" not in csp
     config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page.text, re.S).group(1))
     disabled = set(config["disabledExtensions"])
     for plugin in ("@jupyterlab/docmanager-extension:download", "@jupyterlab/filebrowser-extension:download",

@@ -6,8 +6,9 @@ import time
 import psutil
 import pytest
 
-import hubclient
-from conftest import PASSWORDS, audit_events
+import hub_client as hubclient
+from hub_client import audit_events
+from hub_world import PASSWORDS
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
 

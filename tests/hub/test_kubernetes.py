@@ -9,7 +9,7 @@ import yaml
 from jupyterhub import orm
 from kubernetes_asyncio.client import ApiClient
 
-import world
+import hub_world as world
 from hub_config.kubernetes.spawner import EnclaveKubeSpawner
 from hub_config.refusal import WorkspaceRefused
 

@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-import hubclient
-from conftest import PASSWORDS
+import hub_client as hubclient
+from hub_world import PASSWORDS
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
 

@@ -65,6 +65,7 @@ def test_report_has_its_charts_and_no_identifier_value(linked_run):
 def test_scipy_clustering_equals_splinks_connected_components(linked_run):
     run, _vault, _truth = linked_run
     edges = pd.read_parquet(run.run_dir / "edges.parquet")
+    assert set(edges["source_l"]) | set(edges["source_r"]) <= {"births", "school", "housing"}
     nodes = pd.read_parquet(run.run_dir / "clusters.parquet")[["record_key", "source"]]
     con = duckdb.connect()
     con.register("edges", edges)

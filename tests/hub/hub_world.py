@@ -40,7 +40,8 @@ PROJECTS = {
     "epsilon": (["alice"], "expired"),
 }
 START, END = dt.date(2026, 1, 1), dt.date(2030, 12, 31)
-SENTINEL = "enclave-sentinel-4f1c"  # written into every zone a workspace must not read
+SENTINEL = "enclave-sentinel-4f1c"
+PASSWORDS = {username: f"pw-{username}-{os.getpid()}" for username, _, _ in PEOPLE}  # development sign-ins of the tests  # written into every zone a workspace must not read
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A browser-less client of the hub: OIDC login through the real provider, the hub REST API, kernels.
+"""A browser-less client of the hub: OIDC login through the real provider, the hub REST API, kernels;
+plus the small helpers the hub tests and the spawn benchmark share (free ports, audit events).
 
 One ``requests`` session follows ``/hub/oauth_login`` to the provider, posts the login form and
 comes back through the callback with the hub's cookie, as a browser would.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 import uuid
 from urllib.parse import urljoin
@@ -138,3 +140,33 @@ class Kernel:
             self.ws.close()
         finally:
             self.session.delete(f"{self.base}/api/kernels/{self.kernel_id}", headers=self.headers, timeout=10)
+
+
+def free_port_pair(avoid: frozenset[int] = frozenset()) -> int:
+    """A loopback port p with p + 1 free too (the proxy's API listens on p + 1), both outside ``avoid``."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if {port, port + 1} & avoid:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+def audit_events(url: str, action_prefix: str) -> list:
+    import json
+
+    from sqlalchemy import select
+
+    from enclave.registry.base import session_scope
+    from enclave.registry.models import AuditEvent
+
+    with session_scope(url, readonly=True) as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action.like(f"{action_prefix}%"))).all()
+        return [(e.actor, e.action, e.project, json.loads(e.details or "{}")) for e in events]
