@@ -67,10 +67,10 @@ def compare_grids(published: str, expected: str) -> tuple[list[str], np.ndarray 
     blank = np.zeros((len(got), max((len(r) for r in got), default=0)), dtype=bool)
     for i, (row_a, row_b) in enumerate(zip(got, want)):
         for j, (a, b) in enumerate(zip(row_a, row_b)):
-            if a == b:
-                continue
-            if a == "":
+            if a == "":   # blank: suppressed, or empty in the data too; either way nothing shown
                 blank[i, j] = True
+                continue
+            if a == b:
                 continue
             x, y = _number(a), _number(b)
             if x is None or y is None or not _close(x, y):
@@ -173,23 +173,23 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
         flags_s, flags_p = [], []
         for key in cube[dims].itertuples(index=False, name=None):
             rc = keyed.get(tuple(key))
-            if rc is None:   # a partial total not published here: an attacker might know it
-                flags_s.append(False)
+            if rc is None:   # a partial total this table does not publish: unknown to the reader
+                flags_s.append(True)
                 flags_p.append(False)
             else:
                 flags_s.append(bool(suppressed.at[rc]))
                 flags_p.append(bool(hidden.at[rc]))
         cube["suppressed"] = flags_s
         cube["primary"] = flags_p
-        if cube["suppressed"].sum() > MAX_AUDIT_CELLS:
-            verdict.flag("secondary", "review", f"{int(cube['suppressed'].sum())} suppressed cells: too many to audit automatically")
+        if int(cube["primary"].sum()) > MAX_AUDIT_CELLS:
+            verdict.flag("secondary", "review", f"{int(cube['primary'].sum())} suppressed disclosive cells: too many to audit automatically")
         else:
             intervals = audit(cube, dims, targets=cube["primary"])
             weak = intervals[(intervals["upper"] - intervals["lower"]) < rules.threshold]
             for row in weak.itertuples(index=False):
                 r, c = keyed[tuple(cube.loc[row.cell, dims])]
                 verdict.cells.append(CellVerdict(cell_label(r, c, index, columns), "fail",
-                                                 [f"suppressed cell recoverable from published cells: it lies in [{row.lower:g}, {row.upper:g}]"]))
+                                                 [f"suppressed cell recoverable from published cells: its interval is {row.upper - row.lower:g} wide, under {rules.threshold}"]))
             if len(weak):
                 verdict.flag("secondary", "fail", f"{len(weak)} suppressed cell(s) can be recovered from the margins and other cells")
             else:

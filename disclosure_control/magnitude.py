@@ -36,14 +36,31 @@ def cell_stats(cell_ids: np.ndarray, values: np.ndarray, n_cells: int, max_n: in
     total = np.bincount(ids, weights=vals, minlength=n_cells)
     abs_total = np.bincount(ids, weights=absolute, minlength=n_cells)
     negatives = np.bincount(ids, weights=(vals < 0).astype(float), minlength=n_cells).astype(int)
-    order = np.lexsort((-absolute, ids))  # by cell, then largest first
-    sorted_ids, sorted_abs = ids[order], absolute[order]
-    starts = np.searchsorted(sorted_ids, np.arange(n_cells))
-    rank = np.arange(len(sorted_ids)) - starts[sorted_ids]
-    top = np.zeros((n_cells, max(max_n, 2)))
-    keep = rank < top.shape[1]
-    top[sorted_ids[keep], rank[keep]] = sorted_abs[keep]
+    top = _largest(ids, absolute, n_cells, max(max_n, 2))
     return CellStats(contributors, total, abs_total, top, negatives)
+
+
+def _largest(ids: np.ndarray, absolute: np.ndarray, n_cells: int, k: int) -> np.ndarray:
+    """The k largest values per cell (0-padded), by peeling each cell's maximum k times.
+
+    A per-cell maximum (``np.maximum.at``) is linear; sorting 1M values by (cell, value)
+    costs several times more, and only the top few are needed.
+    """
+    top = np.zeros((n_cells, k))
+    filled = np.zeros(n_cells, dtype=np.int64)
+    work_ids, work_vals = ids, absolute
+    while len(work_vals):
+        peak = np.full(n_cells, -np.inf)
+        np.maximum.at(peak, work_ids, work_vals)
+        at_peak = work_vals == peak[work_ids]
+        ties = np.bincount(work_ids[at_peak], minlength=n_cells)
+        for j in range(k):  # slots filled..filled+ties-1 take this peak (ties count repeatedly)
+            take = (ties > 0) & (filled <= j) & (j < filled + ties)
+            top[take, j] = peak[take]
+        filled += ties
+        keep = ~at_peak & (filled[work_ids] < k)   # cells already full drop out
+        work_ids, work_vals = work_ids[keep], work_vals[keep]
+    return top
 
 
 def magnitude_reasons(stats: CellStats, rules: RuleSet) -> np.ndarray:

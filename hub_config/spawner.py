@@ -278,12 +278,26 @@ class SandboxSpawner(Spawner):
             ENCLAVE_WORKSPACE_PROJECT=grant.project,
             ENCLAVE_WORKSPACE_EXTRACT_VERSION=str(grant.extract_version),
             ENCLAVE_WORKSPACE_DATA=sandbox.DATA_DIR,
+            ENCLAVE_WORKSPACE_OUTPUTS=f"{home}/outputs",
+            # No enclave.toml from the (user-writable) working directory may change settings in here.
+            ENCLAVE_CONFIG="/dev/null",
             # jupyter_server accepts --sock only with the default port; the host part is never used.
             JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:8888{base_url}",
             JUPYTERHUB_API_URL=f"http+unix://{quote(sandbox.HUB_SOCKET, safe='')}/hub/api",
         )
         env["JUPYTERHUB_ACTIVITY_URL"] = f"{env['JUPYTERHUB_API_URL']}/users/{quote(self.user.name, safe='')}/activity"
         return env
+
+    def _fail_closed_args(self) -> list[str]:
+        """The browser-path controls again on the command line: traitlets only logs a config file
+        that fails to load and goes on with defaults, so these must not depend on that file."""
+        args = [
+            "--ServerApp.authorizer_class=hub_config.single_user.authorizer.EnclaveAuthorizer",
+            "--ServerApp.contents_manager_class=hub_config.single_user.contents.EnclaveContentsManager",
+        ]
+        if not self.terminals_enabled:
+            args.append("--ServerApp.terminals_enabled=False")
+        return args
 
     async def start(self) -> str:
         grant = await self._grant()
@@ -299,7 +313,7 @@ class SandboxSpawner(Spawner):
             socket_dir=socket_dir, etc_dir=etc_dir, hub_socket=Path(self.hub_socket_path),
             jupyter_config_dir=Path(self.jupyter_config_dir), jupyter_data_dir=Path(self.jupyter_data_dir),
             readonly_paths=tuple(Path(p) for p in self.readonly_paths),
-            command=(*self.cmd, f"--ServerApp.sock={sandbox.SERVER_SOCKET}", *self.get_args()),
+            command=(*self.cmd, f"--ServerApp.sock={sandbox.SERVER_SOCKET}", *self._fail_closed_args(), *self.get_args()),
             limits=sandbox.ResourceLimits(memory_mb=self.memory_limit_mb, processes=self.max_processes,
                                           cpu_seconds=self.cpu_seconds, open_files=self.open_files),
             seccomp_fd=seccomp_fd,

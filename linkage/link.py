@@ -101,7 +101,7 @@ def _spark_session() -> Any:
         SparkSession.builder.master("local[2]")
         .appName("ids-linkage")
         .config("spark.jars", similarity_jar_location())
-        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.pyspark.python", sys.executable)  # workers use this venv, not whatever python3 is on PATH
@@ -129,7 +129,7 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, std_table: str, engine: str
 
     # "persist" keeps intermediate tables in executor memory: a local session has no cluster
     # storage to checkpoint to, and disk checkpoints made each step several times slower.
-    db_api = SparkAPI(spark_session=spark, break_lineage_method="persist", num_partitions_on_repartition=4)
+    db_api = SparkAPI(spark_session=spark, break_lineage_method="persist", num_partitions_on_repartition=2)
     inputs = []
     for source in sources:
         frame = con.execute(f"SELECT * FROM {std_table} WHERE source = ?", [source]).df()
@@ -210,8 +210,8 @@ def train_predict_cluster(
     predictions = linker.inference.predict(
         threshold_match_probability=model.prediction.threshold_match_probability, warning_mode="never"
     )
-    gamma_columns = [c.name for c in predictions.columns if c.name.startswith("gamma_")]
-    names = [c.name for c in predictions.columns]
+    names = [c.name.strip('"`') for c in predictions.columns]  # Splink returns names quoted for SQL
+    gamma_columns = [n for n in names if n.startswith("gamma_")]
     # link_and_dedupe names each input's rows by its dataset (= source); dedupe_only keeps `source`.
     side = next((c for c in ("source_dataset", "source") if f"{c}_l" in names), None)
     l_source, r_source = (f"{side}_l", f"{side}_r") if side else ("NULL", "NULL")

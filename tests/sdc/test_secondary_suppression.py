@@ -106,3 +106,21 @@ def test_primary_suppression_alone_is_recoverable(session, loader, people):
     verdict = gate.check_file(path, evidence, loader)
     assert verdict.status == "fail"
     assert verdict.checks.get("secondary") == "fail"
+
+
+def test_three_dimensional_tables_pass_after_suppression(session, loader, people):
+    """Two row variables: partial totals are not published, empty cells stay blank."""
+    from disclosure_control import gate
+
+    loader.tables["people"] = planted(people, 1)
+    acro = session(suppress=True)
+    df = acro.load("people")
+    counts = acro.crosstab([df.sex, df.service], df.neighbourhood, margins=True)
+    acro.crosstab([df.sex, df.service], df.neighbourhood, values=df.income, aggfunc="sum", margins=True)
+    assert counts["harbour"].isna().any()
+    assert all(v.status == "pass" for v in acro.results.values()), [v.reasons for v in acro.results.values()]
+    report = gate.check_folder(acro.outputs_dir, loader)
+    # the second table repeats the first one's cells as sums: same populations, no differencing
+    assert report.all_pass, [v.reasons for v in report.outputs]
+    truth = pd.crosstab([df.sex, df.service], df.neighbourhood)
+    assert (counts.drop(index="All", columns="All")[truth < THRESHOLD].isna().to_numpy()[(truth < THRESHOLD).to_numpy()]).all()
