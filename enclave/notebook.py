@@ -106,16 +106,38 @@ def budget() -> dp.Budget:
     path = get_settings().workspace_outputs.parent / ".dp_budget.sqlite"
     b = dp.Budget(path, m.get("project", "project"))
     total = float((m.get("conditions") or {}).get("dp_epsilon") or m.get("dp_epsilon") or 0.0)
-    if b.total() == 0 and total > 0:
+    if b.total == 0 and total > 0:
         b.set_total(total)
     return b
 
 
-def dp_count(values: Sequence[Any], epsilon: float, purpose: str = "count") -> float:
-    """A differentially private count, charged to the project's budget."""
-    return dp.count(values, epsilon=epsilon, budget=budget(), purpose=purpose)
+def _save_dp_output(method: str, value: float, epsilon: float, purpose: str, table: str | None, options: dict[str, Any]) -> Path:
+    """Write a DP result with ``dp`` evidence: the gate sends it to a reviewer, the release charges epsilon."""
+    import datetime as dt
+    import secrets
+
+    from disclosure_control.evidence import Evidence, atomic_write_text, sha256_file
+
+    out = get_settings().workspace_outputs
+    output_id = f"dp_{method}_{secrets.token_hex(4)}"
+    path = out / f"{output_id}.csv"
+    atomic_write_text(path, f"statistic,value\n{purpose},{value!r}\n")
+    Evidence(output_id=output_id, output_file=path.name, method=f"dp_{method}", kind="dp", table=table,
+             options={"epsilon": float(epsilon), "purpose": purpose, **options}, agencies=_agencies(),
+             output_sha256=sha256_file(path), created=dt.datetime.now(dt.UTC).isoformat()).write(out)
+    return path
 
 
-def dp_mean(values: Sequence[float], epsilon: float, bounds: tuple[float, float], purpose: str = "mean") -> float:
-    """A differentially private mean with explicit bounds, charged to the project's budget."""
-    return dp.mean(values, epsilon=epsilon, bounds=bounds, budget=budget(), purpose=purpose)
+def dp_count(values: Sequence[Any], epsilon: float, purpose: str = "count", table: str | None = None) -> float:
+    """A differentially private count, charged to the project's budget and saved for release."""
+    result = dp.count(values, epsilon=epsilon, budget=budget(), purpose=purpose)
+    _save_dp_output("count", result, epsilon, purpose, table, {})
+    return result
+
+
+def dp_mean(values: Sequence[float], epsilon: float, bounds: tuple[float, float], purpose: str = "mean",
+            table: str | None = None) -> float:
+    """A differentially private mean with explicit bounds, charged to the project's budget and saved for release."""
+    result = dp.mean(values, epsilon=epsilon, bounds=bounds, budget=budget(), purpose=purpose)
+    _save_dp_output("mean", result, epsilon, purpose, table, {"bounds": list(bounds)})
+    return result
