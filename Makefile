@@ -15,6 +15,8 @@ setup-system:
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v setpriv >/dev/null || missing="$$missing util-linux"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	ldconfig -p | grep -q libseccomp.so.2 || missing="$$missing libseccomp2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
