@@ -15,6 +15,7 @@ from enclave.board import demo, service
 from enclave.board import permissions as who
 from enclave.board.console import caller, checked, fail, out, run
 from enclave.board.errors import GovernanceError
+from enclave.settings import get_settings
 from enclave.board.requests import Conditions, load_yaml
 from enclave.board.states import ApplicationState
 from enclave.registry.base import ensure_schema, session_scope
@@ -219,6 +220,23 @@ def decide(application_id: int, conditions: Path = typer.Option(None, help="YAML
     if decision.approval is not None:
         a = decision.approval
         out.print(f"  conditions: sources {a.sources}; k {a.k}; DP epsilon {a.dp_epsilon}; expires {a.expires_on}", highlight=False)
+        _provision_after_approval(a.project_id)
+
+
+def _provision_after_approval(project_id: int) -> None:
+    """Approval builds the extract (ARCHITECTURE step 5), once the decision has committed."""
+    from enclave.provisioning import ProvisioningError, provision
+    from enclave.registry.models import Project
+
+    slug = run(lambda s: s.get(Project, project_id).slug)
+    if not (get_settings().research / "manifest.json").exists():
+        out.print(f"  extract of {slug} not built yet: no research store (run `enclave link run`, then `enclave extract build {slug}`)")
+        return
+    try:
+        out.print(f"  extract {provision(slug, actor=caller())}")
+    except ProvisioningError as exc:
+        out.print(f"  [red]extract of {slug} not built[/]: {exc} (fix, then `enclave extract build {slug}`)")
+        raise typer.Exit(1) from exc
 
 
 # ---------------------------------------------------------------- project standing
@@ -240,7 +258,10 @@ def reinstate(project: str, reason: str = typer.Option(...)) -> None:
 def revoke(project: str, reason: str = typer.Option(...)) -> None:
     """Revoke a project for good."""
     run(lambda s: service.revoke(s, caller(), project, reason))
-    out.print(f"project {project} revoked")
+    from enclave.provisioning import withdraw
+
+    closed = withdraw(project, actor=caller(), reason=reason)
+    out.print(f"project {project} revoked; {closed} extract version(s) withdrawn")
 
 
 @app.command()
