@@ -29,6 +29,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from enclave.airlock.faults import crash_point
+from enclave.airlock.snapshot import sha256_file
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -116,21 +117,13 @@ def _research_manifest(research_dir: Path) -> dict[str, Any]:
         raise ProvisioningError(f"research store manifest {path} is not valid JSON (line {exc.lineno})") from None
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _research_fingerprint(research_dir: Path, tables: list[str]) -> str:
     """Hash of the research tables an extract reads: a rebuilt store changes it, a no-op rebuild does not."""
     digest = hashlib.sha256()
     for table in sorted(set(tables)):
         path = research_dir / f"{table}.parquet"
         digest.update(table.encode())
-        digest.update(_file_sha256(path).encode() if path.exists() else b"absent")
+        digest.update(sha256_file(path).encode() if path.exists() else b"absent")
     return digest.hexdigest()
 
 
@@ -389,7 +382,7 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                     "source": (rmanifest.get("tables", {}).get(table) or {}).get("source"),
                     "rows": int(len(df)),
                     "people": int(df[PSEUDONYM].nunique()) if PSEUDONYM in df.columns else None,
-                    "sha256": _file_sha256(path),
+                    "sha256": sha256_file(path),
                     "columns": {
                         c: {
                             "type": str(df[c].dtype),
@@ -443,7 +436,7 @@ def verify_extract(version_dir: Path) -> list[str]:
     bad = []
     for table, meta in manifest["tables"].items():
         path = version_dir / meta["file"]
-        if not path.is_file() or _file_sha256(path) != meta["sha256"]:
+        if not path.is_file() or sha256_file(path) != meta["sha256"]:
             bad.append(table)
     return bad
 
