@@ -61,6 +61,6 @@ def _today():
     return dt.datetime.now(dt.UTC).date()
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     prepare()
     print(Path(get_settings().home))

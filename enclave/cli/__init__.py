@@ -46,5 +46,5 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def main() -> None:  # pragma: no cover - console entry
+def main() -> None:
     app()

@@ -1,7 +1,6 @@
 """The same model file runs on Splink's Spark backend (pyspark local mode, Java 17)."""
 from __future__ import annotations
 
-import shutil
 
 import duckdb
 import pytest
@@ -14,7 +13,6 @@ from linkage.standardise import standardise_table
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs a Java runtime"),
 ]
 
 
