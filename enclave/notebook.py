@@ -76,13 +76,12 @@ def read_table(name: str) -> pd.DataFrame:
 
 
 def _agencies() -> list[str]:
+    """The agencies whose data the extract holds: their output rules apply (the strictest wins)."""
     m = manifest()
-    agencies = m.get("agencies") or []
-    if not agencies:
-        for info in (m.get("tables") or {}).values():
-            if isinstance(info, dict) and info.get("agency"):
-                agencies.append(info["agency"])
-    return sorted(set(agencies))
+    agencies = set(m.get("agencies") or [])
+    agencies |= {info["source"]["agency"] for info in (m.get("tables") or {}).values()
+                 if isinstance(info, dict) and (info.get("source") or {}).get("agency")}
+    return sorted(agencies)
 
 
 def session(suppress: bool = False, outputs_dir: str | Path | None = None, quiet: bool = False) -> ACRO:

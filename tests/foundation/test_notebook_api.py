@@ -58,3 +58,10 @@ def test_dp_count_is_charged_and_saved_with_dp_evidence(workspace):
     with pytest.raises(BudgetExceeded):
         workspace.dp_count(values, epsilon=0.7)
     assert len(list(outputs.glob("*.evidence.json"))) == 1  # nothing saved for the refused query
+
+
+def test_the_extracts_agencies_set_the_rules(workspace, tmp_path):
+    manifest = workspace.manifest()
+    manifest["agencies"] = ["Schools"]
+    manifest["tables"]["school"]["source"] = {"agency": "Vital Records"}
+    assert workspace._agencies() == ["Schools", "Vital Records"]
