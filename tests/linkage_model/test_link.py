@@ -139,3 +139,42 @@ def test_ground_truth_file_with_missing_columns_is_refused(tmp_path, linked_run)
         recompute_for_run(run.run_dir, run.quality, bad)
     again = recompute_for_run(run.run_dir, json.loads((run.run_dir / "quality.json").read_text()), _truth)
     assert again["ground_truth"]["f1"] == pytest.approx(run.quality["ground_truth"]["f1"])
+
+
+
+def test_one_table_deduped_scores_the_same_pairs_as_splinks_link_and_dedupe(small_vault):
+    """The engine runs link_and_dedupe as dedupe_only over one table (faster blocking): the
+    trained model, given to Splink's own link_and_dedupe over one input per source, scores
+    the same pairs with the same weights."""
+    from splink import Linker
+
+    vault, _truth = small_vault
+    con = duckdb.connect()
+    link.load_identifiers(con, vault)
+    link.standardise_table(con, "identifiers", "standardised")
+    model = link.load_model()
+    outputs = link.train_predict_cluster(con, "standardised", model)
+    ours = con.execute("SELECT record_key_l, record_key_r, source_l, source_r, match_weight FROM edges").df()
+    assert outputs.model_json["link_type"] == "dedupe_only"
+
+    db_api = DuckDBAPI(connection=con)
+    inputs = []
+    for (source,) in con.execute("SELECT DISTINCT source FROM linkage_input ORDER BY 1").fetchall():
+        con.execute(f"CREATE TABLE per_{source} AS SELECT * FROM linkage_input WHERE source = ?", [source])
+        inputs.append(db_api.register(f"per_{source}", dataset_display_name=source))
+    settings = json.loads(json.dumps(outputs.model_json))
+    settings["link_type"] = "link_and_dedupe"
+    theirs = Linker(inputs, settings, log_level=None).inference.predict(
+        threshold_match_probability=model.prediction.threshold_match_probability, warning_mode="never"
+    ).as_pandas_dataframe()
+    keys = con.execute("SELECT record_id, record_key FROM linkage_input").df().set_index("record_id")["record_key"]
+    pairs = zip(keys[theirs["record_id_l"]], keys[theirs["record_id_r"]])
+    theirs = pd.DataFrame([sorted(p) for p in pairs], columns=["record_key_l", "record_key_r"]).assign(
+        match_weight=theirs["match_weight"].to_numpy())
+
+    assert len(ours) > 100 and len(ours) == len(theirs)
+    merged = ours.merge(theirs, on=["record_key_l", "record_key_r"], suffixes=("", "_splink"))
+    assert len(merged) == len(ours)
+    assert (merged["match_weight"] - merged["match_weight_splink"]).abs().max() < 1e-9
+    # pairs across sources and within one source are both there
+    assert (ours["source_l"] != ours["source_r"]).any() and (ours["source_l"] == ours["source_r"]).any()
