@@ -221,6 +221,11 @@ def train_predict_cluster(
     warnings: list[str] = []
     for session in training.em:
         step(f"train: m by EM on {session.block_on or 'rule'}")
+        if session.block_on and not _any_pair_agrees(con, session.block_on, link_type):
+            # Checked before, not caught after: Splink raises only once the session has
+            # already changed the model's prior (seen: 1e-4 became 0.99 on data without SSNs).
+            warnings.append(f"EM session blocked on {session.block_on} skipped: no two records agree on it")
+            continue
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(
                 session.creator(), max_pairs=session.max_pairs,
@@ -256,6 +261,14 @@ def train_predict_cluster(
     if spark is not None:
         spark.catalog.clearCache()
     return SplinkOutputs(model_json=model_json, gamma_columns=gamma_columns, training_warnings=warnings)
+
+
+def _any_pair_agrees(con: duckdb.DuckDBPyConnection, columns: list[str], link_type: str) -> bool:
+    """Whether two records of ``linkage_input`` (of two sources, for link_only) agree on ``columns``."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    present = " AND ".join(f'"{c}" IS NOT NULL' for c in columns)
+    enough = "count(DISTINCT source) > 1" if link_type == "link_only" else "count(*) > 1"
+    return con.execute(f"SELECT 1 FROM linkage_input WHERE {present} GROUP BY {cols} HAVING {enough} LIMIT 1").fetchall() != []
 
 
 def cluster_edges(con: duckdb.DuckDBPyConnection, nodes_table: str, threshold: float, edges: str = "edges") -> None:

@@ -41,7 +41,7 @@ def test_quality_estimates_are_plausible_and_per_source_rates_present(linked_run
         assert set(row) == {"births", "school", "housing"}
         assert all(0 <= v <= 1 for v in row.values())
     assert sum(s["size"] * s["clusters"] for s in q["cluster_sizes"]) == q["records"]
-    assert {p["comparison"] for p in q["parameters"]} >= {"first_name", "last_name", "dob", "address"}
+    assert {p["comparison"] for p in q["parameters"]} >= {"first_name", "surname_residence", "dob", "ssn"}
 
 
 def test_report_has_its_charts_and_no_identifier_value(linked_run):

@@ -16,7 +16,7 @@ def test_default_model_builds_for_duckdb_and_spark_and_uses_standardised_columns
     spark = model.settings_creator("spark").get_settings("spark")
     names = [c.output_column_name for c in duck.comparisons]
     assert names == [c.output_column_name for c in spark.comparisons]
-    assert {"first_name", "last_name", "dob", "ssn", "sex", "address"} <= set(names)
+    assert {"first_name", "surname_residence", "dob", "ssn", "sex"} <= set(names)
 
 
 def test_custom_sql_gets_each_engines_fuzzy_function():
