@@ -184,7 +184,8 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
         if int(cube["primary"].sum()) > MAX_AUDIT_CELLS:
             verdict.flag("secondary", "review", f"{int(cube['primary'].sum())} suppressed disclosive cells: too many to audit automatically")
         else:
-            intervals = audit(cube, dims, targets=cube["primary"])
+            # cells narrower than the threshold get exact intervals; wider ones only need proof
+            intervals = audit(cube, dims, targets=cube["primary"], wide_enough=rules.threshold)
             weak = intervals[(intervals["upper"] - intervals["lower"]) < rules.threshold]
             for row in weak.itertuples(index=False):
                 r, c = keyed[tuple(cube.loc[row.cell, dims])]
