@@ -91,6 +91,16 @@ c.JupyterHub.load_roles = [
 ]
 
 # -- idle culling ---------------------------------------------------------------------------------------
+# The culler stops a workspace whose last activity *as known to the hub* is idle_cull_seconds old.
+# Activity reaches the hub at intervals: each workspace server reports its own (kernel messages, API
+# requests) every JUPYTERHUB_ACTIVITY_INTERVAL, and the hub reads the proxy's per-route activity
+# (browser traffic) every last_activity_interval; both default to 300 s. With a timeout not well
+# above 300 s, a workspace in continuous use looks idle between two reports and is culled (seen
+# with 30 s: a kernel running code every 3 s was culled with its idle neighbour). So both report at
+# a third of the timeout, at most the 300 s default (the production hour keeps the defaults).
+activity_interval = max(5, min(300, settings.idle_cull_seconds // 3))
+c.JupyterHub.last_activity_interval = activity_interval
+c.SandboxSpawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval)}
 # The culler's HTTP client cannot use the hub's unix socket: it goes through the proxy on loopback.
 c.JupyterHub.services = [
     {

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,18 +42,18 @@ class RunningHub:
         self.hub = launcher.start_hub(self.settings)
 
 
-@pytest.fixture(scope="session")
-def running_hub(request):
-    """One hub for the whole hub test session. The ENCLAVE_* environment is set only while the
-    registry is built (the hub process gets its settings from the launcher), so tests elsewhere
-    in the same pytest run never see this data root."""
+@contextmanager
+def _started_hub(request, *, idle_cull_seconds: int, prefix: str):
+    """A data root, registry, OIDC provider and hub of their own, removed on exit. The ENCLAVE_*
+    environment is set only while the registry is built (the hub process gets its settings from
+    the launcher), so tests elsewhere in the same pytest run never see this data root."""
     from enclave.registry.base import dispose_engines
     from enclave.settings import get_settings
     from hub_config import launcher, oidc
 
     # Not under pytest's basetemp: pytest deletes old basetemps of *other* concurrent sessions, and a
     # workspace whose socket directory vanishes mid-test answers 503. Removed at the end instead.
-    root = Path(tempfile.mkdtemp(prefix="enclave-hub-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     home = root / "var"
     home.mkdir()
     with pytest.MonkeyPatch.context() as mp:
@@ -61,7 +62,7 @@ def running_hub(request):
         hub_port = free_port_pair()
         mp.setenv("ENCLAVE_HUB_PORT", str(hub_port))
         mp.setenv("ENCLAVE_OIDC_PORT", str(free_port_pair(frozenset({hub_port, hub_port + 1}))))
-        mp.setenv("ENCLAVE_IDLE_CULL_SECONDS", "3600")
+        mp.setenv("ENCLAVE_IDLE_CULL_SECONDS", str(idle_cull_seconds))
         get_settings.cache_clear()
         settings = get_settings()
         built = world.build(home, settings.registry_url)
@@ -81,9 +82,28 @@ def running_hub(request):
         provider.stop()
         dispose_engines()
         if request.session.testsfailed:  # keep the hub, proxy, provider and sandbox logs for the post-mortem
-            kept = shutil.copytree(home / "hub" / "logs", Path(tempfile.mkdtemp(prefix="enclave-hub-logs-")) / "logs")
+            kept = shutil.copytree(home / "hub" / "logs", Path(tempfile.mkdtemp(prefix=f"{prefix}logs-")) / "logs")
             print(f"\nhub test logs kept in {kept}")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def running_hub(request):
+    """One hub for the whole hub test session (workspaces culled after an hour idle: never in a test)."""
+    with _started_hub(request, idle_cull_seconds=3600, prefix="enclave-hub-") as running:
+        yield running
+
+
+IDLE_CULL_SECONDS = 30  # the culler's shortest check interval is 30 s (jupyterhub_config.py)
+
+
+@pytest.fixture(scope="module")
+def culling_hub(request):
+    """A second hub, with its own data root, whose idle culler stops a workspace idle for
+    IDLE_CULL_SECONDS (checked every 30 s). Only the idle-culling tests use it; the session hub
+    and its workspaces are untouched."""
+    with _started_hub(request, idle_cull_seconds=IDLE_CULL_SECONDS, prefix="enclave-hub-cull-") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
