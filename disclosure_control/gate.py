@@ -200,12 +200,12 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
     pops = {}
     for (r, c), members in result.populations.items():
         if r in suppressed.index and c in suppressed.columns and not suppressed.at[r, c]:
-            pops[f"{cell_label(r, c, index, columns)}"] = members
+            pops[f"{cell_label(r, c, index, columns)}"] = positions[members]
     inner_rows = [r for r in expected.index if not is_margin(r)]
     inner_cols = [c for c in expected.columns if not is_margin(c)]
     all_open = not suppressed.loc[inner_rows, inner_cols].to_numpy().any()
     if all_open and len(inner_rows) * len(inner_cols) > 1:
-        pops["whole table (sum of all cells)"] = np.sort(np.concatenate([result.populations[(r, c)] for r in inner_rows for c in inner_cols if (r, c) in result.populations] or [np.array([], dtype=np.int64)]))
+        pops["whole table (sum of all cells)"] = np.sort(np.concatenate([positions[result.populations[(r, c)]] for r in inner_rows for c in inner_cols if (r, c) in result.populations] or [np.array([], dtype=np.int64)]))
     verdict.populations = {"dataset": dataset, "table": evidence.table, "n_table_rows": n_rows, "cells": pops}
 
 

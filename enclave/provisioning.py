@@ -2,7 +2,8 @@
 
 Only the approved sources, variables and cohort are copied; the person key is replaced by the
 project's pseudonym (``linkage.pseudonyms``); quasi-identifiers are generalised and suppressed
-until the approved k is met (``disclosure_control.microdata``); a manifest records variables,
+until the approved k is met (``disclosure_control.microdata``), in each table and then over the
+join of all tables on the pseudonym (``enclave.extract_linkage_risk``); a manifest records variables,
 row counts, the k reached, checksums and the linkage quality of the sources.
 
 On disk the build is all-or-nothing: it is written into a hidden temporary folder under
@@ -74,6 +75,13 @@ class ExtractSpec(BaseModel):
     quasi_identifiers: list[str] = Field(
         default_factory=lambda: ["birth_year", "age_at_event", "sex", "race_ethnicity", "neighbourhood", "event_date"],
         description="Columns that can single a person out in combination; generalised until k holds.",
+    )
+    # Attributes of the person an attacker may already know. They are checked across the join of
+    # all tables (one value set per person); event-level ones (event_date, age_at_event) differ
+    # from row to row by nature, so they stay a per-table matter above.
+    person_quasi_identifiers: list[str] = Field(
+        default_factory=lambda: ["birth_year", "sex", "race_ethnicity", "neighbourhood"],
+        description="Person-level quasi-identifiers: k must also hold for each person's values joined over all tables.",
     )
 
     @field_validator("project")
@@ -230,6 +238,39 @@ def _generalise(df: pd.DataFrame, table: str, quasi_ident: list[str], k: int) ->
     return data, report
 
 
+def _protect_join(frames: dict[str, pd.DataFrame], table_qis: dict[str, list[str]],
+                  spec: ExtractSpec) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Person-level k over the join of all tables (``enclave.extract_linkage_risk``), with the
+    per-table people-k rule re-applied as it goes; re-measured apart from the remedy, fail closed."""
+    from enclave import extract_linkage_risk as join_risk
+
+    def per_table(table: str, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+        if not table_qis.get(table):  # no class to protect; _people_k would treat the table as one class
+            return df, 0
+        return _people_k(df, table_qis[table], spec.k)
+
+    out, report = join_risk.protect(frames, spec.person_quasi_identifiers, spec.k, per_table)
+    emptied = sorted(t for t in frames if len(frames[t]) and not len(out[t]))
+    if emptied:
+        raise ProvisioningError(f"table(s) {emptied}: no rows left once k={spec.k} holds across the joined tables")
+    report["k_reached"] = join_risk.verify(out, table_qis, spec.person_quasi_identifiers, spec.k)
+    report["people"] = int(len(join_risk.people(out)))
+    return out, report
+
+
+def _refresh_k_report(report: dict[str, Any], df: pd.DataFrame, quasi_ident: list[str]) -> dict[str, Any]:
+    """The per-table figures as the written table has them (the join check may have blanked or dropped rows)."""
+    from disclosure_control import microdata
+
+    if not quasi_ident or df.empty:
+        return report
+    report = dict(report)
+    report["k_reached"] = int(microdata.k_anonymity(df, quasi_ident))
+    if PSEUDONYM in df.columns:
+        report["people_k_reached"] = int(_class_people(df, quasi_ident).min())
+    return report
+
+
 def _class_people(df: pd.DataFrame, quasi_ident: list[str]) -> pd.Series:
     """For each row, how many distinct people share its quasi-identifier values (missing = a value)."""
     keys = pd.util.hash_pandas_object(df[quasi_ident].astype("string").fillna("\x00missing"), index=False)
@@ -356,7 +397,9 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
         try:
             crash_point("extract.after_tmpdir")
             cohort_keys = _cohort_keys(research_dir, spec.cohort)
-            tables_meta: dict[str, Any] = {}
+            frames: dict[str, pd.DataFrame] = {}
+            table_qis: dict[str, list[str]] = {}
+            k_reports: dict[str, dict[str, Any]] = {}
             for table, columns in sorted(spec.variables.items()):
                 key_cols = ["person_key_from", "person_key_to"] if table == RELATIONSHIPS_TABLE else [PERSON_KEY]
                 age_bounded = (spec.cohort.age_min is not None or spec.cohort.age_max is not None) and AGE in _schema(
@@ -373,7 +416,12 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                     df = df.loc[mask].reset_index(drop=True)
                 df = _pseudonymise(df, key_cols, spec.project, Path(keystore_dir))
                 qis = [c for c in spec.quasi_identifiers if c in df.columns]
-                df, k_report = _generalise(df, table, qis, spec.k)
+                frames[table], k_reports[table] = _generalise(df, table, qis, spec.k)
+                table_qis[table] = qis
+            frames, joined_report = _protect_join(frames, table_qis, spec)
+            tables_meta: dict[str, Any] = {}
+            for table, df in frames.items():
+                k_report = _refresh_k_report(k_reports[table], df, table_qis[table])
                 path = tmp / f"{table}.parquet"
                 _write_parquet(df, path)
                 col_info = _columns_info(rmanifest, table)
@@ -396,6 +444,8 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                 }
                 crash_point("extract.after_table")
             reached = [t["k_anonymity"]["k_reached"] for t in tables_meta.values() if t["k_anonymity"]["k_reached"] is not None]
+            if joined_report["k_reached"] is not None:
+                reached.append(joined_report["k_reached"])
             quality = rmanifest.get("linkage_quality") or rmanifest.get("quality") or {}
             manifest = {
                 "project": spec.project,
@@ -409,6 +459,7 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                 "dp_epsilon": spec.dp_epsilon,
                 "agencies": sorted({(t.get("source") or {}).get("agency") for t in tables_meta.values()} - {None}),
                 "tables": tables_meta,
+                "joined_tables": joined_report,
                 "linkage_quality": {s: quality.get(s) for s in spec.variables if isinstance(quality, dict) and s in quality},
                 "linkage_quality_overall": rmanifest.get("linkage_quality_overall") or {},
             }

@@ -89,3 +89,17 @@ def test_unrelated_tables_do_not_alarm(session, loader):
     acro.crosstab(young.sex, young.neighbourhood)
     report = gate.check_folder(acro.outputs_dir, loader)
     assert report.all_pass, [v.reasons for v in report.outputs]
+
+
+def test_cohort_minus_one_group_is_caught_when_the_grouping_column_has_missing_values(session, loader, people):
+    """Rows with a missing grouping value fall out of a table; the cells' rows must still be
+    counted as rows of the whole table, or two outputs over different subsets never line up."""
+    people.loc[people.index[:25], "sex"] = None
+    acro = session()
+    df = acro.load("people")
+    acro.pivot_table(df, values="age", index="sex", aggfunc="count")
+    acro.pivot_table(df.iloc[30:], values="age", index="sex", aggfunc="count")  # all but 5 people with a sex
+    assert acro.results["output_0"].status == "pass" and acro.results["output_1"].status == "pass"
+    second = statuses(gate.check_folder(acro.outputs_dir, loader))["output_1"]
+    assert second.status == "fail"
+    assert any("differencing" in r and "output_0" in r for r in second.reasons)
