@@ -258,6 +258,51 @@ def _protect_join(frames: dict[str, pd.DataFrame], table_qis: dict[str, list[str
     return out, report
 
 
+def _common_levels(frames: dict[str, pd.DataFrame], originals: dict[str, pd.DataFrame],
+                   k_reports: dict[str, dict[str, Any]], person_qis: list[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Bring each person-level quasi-identifier to the coarsest level any table generalised it to."""
+    # Joined on the pseudonym, "2005" beside "2000-2019" reads as two values and the join check
+    # would blank the year for everyone at risk; the common band keeps it and costs nothing the
+    # coarser table had not already given up. Each table's current value is mapped (never its
+    # original), so classes can only merge and per-table k cannot fall.
+    from disclosure_control import microdata
+
+    frames = dict(frames)
+    done: dict[str, Any] = {}
+    for col in person_qis:
+        holders = [t for t, df in frames.items() if PSEUDONYM in df.columns and col in df.columns and len(df)]
+        # The hierarchy generalise used (``_generalise``: ours, else the library default), so a
+        # level means the same bands in every table; differing ladders are left to the join check.
+        ladders = {t: _hierarchies(originals[t], [col]).get(col) or microdata._default_hierarchy(originals[t][col])
+                   for t in holders}
+        levels = {t: int(((k_reports[t].get("actions") or {}).get("levels") or {}).get(col, 0)) for t in holders}
+        if len(holders) < 2 or any(ladders[t] != ladders[holders[0]] for t in holders):
+            continue
+        ladder = ladders[holders[0]]
+        # A suppressed column carries nothing to join on; blanking it in every other table would
+        # lose far more than the join check's per-person remedy.
+        target = max((lv for lv in levels.values() if lv < ladder.levels()), default=0)
+        lower = [t for t in holders if levels[t] < target]
+        if not lower:
+            continue
+        mapped: dict[str, pd.Series] = {}
+        for t in lower:
+            pairs = pd.DataFrame({"now": ladder.apply(originals[t][col], levels[t]),
+                                  "to": ladder.apply(originals[t][col], target)}).dropna().drop_duplicates()
+            if pairs["now"].duplicated().any():  # bands that do not nest (20 inside 50): not a function
+                break
+            out = frames[t][col].map(pd.Series(pairs["to"].to_numpy(), index=pairs["now"].to_numpy()))
+            if (out.isna() != frames[t][col].isna()).any():
+                break
+            mapped[t] = out.astype(object)
+        else:
+            for t, out in mapped.items():
+                frames[t] = frames[t].assign(**{col: out})
+            named_by = next(t for t in holders if levels[t] == target)
+            done[col] = {"level": k_reports[named_by]["actions"]["level_names"][col], "tables_coarsened": sorted(lower)}
+    return frames, done
+
+
 def _refresh_k_report(report: dict[str, Any], df: pd.DataFrame, quasi_ident: list[str]) -> dict[str, Any]:
     """The per-table figures as the written table has them (the join check may have blanked or dropped rows)."""
     from disclosure_control import microdata
@@ -400,6 +445,7 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
             frames: dict[str, pd.DataFrame] = {}
             table_qis: dict[str, list[str]] = {}
             k_reports: dict[str, dict[str, Any]] = {}
+            originals: dict[str, pd.DataFrame] = {}
             for table, columns in sorted(spec.variables.items()):
                 key_cols = ["person_key_from", "person_key_to"] if table == RELATIONSHIPS_TABLE else [PERSON_KEY]
                 age_bounded = (spec.cohort.age_min is not None or spec.cohort.age_max is not None) and AGE in _schema(
@@ -418,7 +464,10 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                 qis = [c for c in spec.quasi_identifiers if c in df.columns]
                 frames[table], k_reports[table] = _generalise(df, table, qis, spec.k)
                 table_qis[table] = qis
+                originals[table] = df[[c for c in spec.person_quasi_identifiers if c in df.columns]]
+            frames, common_levels = _common_levels(frames, originals, k_reports, spec.person_quasi_identifiers)
             frames, joined_report = _protect_join(frames, table_qis, spec)
+            joined_report["common_levels"] = common_levels
             tables_meta: dict[str, Any] = {}
             for table, df in frames.items():
                 k_report = _refresh_k_report(k_reports[table], df, table_qis[table])

@@ -158,8 +158,20 @@ def test_exact_year_in_one_table_band_in_another(tmp_path):
     # The join puts the exact year back beside the neighbourhood: two people per class.
     assert smallest_class(unprotected.path) == 2
     assert smallest_class(protected.path) >= K
-    assert protected.manifest["joined_tables"]["people_harmonised"]["birth_year"] == 40
-    assert protected.manifest["joined_tables"]["people_dropped"] == 0
+    # Foster care is brought to the school table's band before the join check, so the two tables
+    # agree and nobody's year is blanked (it used to be blanked for all 40).
+    joined = protected.manifest["joined_tables"]
+    band = unprotected.manifest["tables"]["school_enrollment"]["k_anonymity"]["actions"]["level_names"]["birth_year"]
+    assert joined["common_levels"] == {"birth_year": {"level": band, "tables_coarsened": ["foster_care"]}}
+    assert joined["people_harmonised"]["birth_year"] == 0 and joined["people_suppressed_total"] == 0
+    assert joined["people_dropped"] == 0
+    school_out = pd.read_parquet(protected.path / "school_enrollment.parquet")
+    foster_out = pd.read_parquet(protected.path / "foster_care.parquet")
+    assert len(foster_out) == 40 and foster_out.birth_year.notna().all() and school_out.birth_year.notna().all()
+    by_person = school_out.set_index("pseudonym").birth_year
+    assert (foster_out.birth_year.to_numpy() == by_person.loc[foster_out.pseudonym].to_numpy()).all()
+    assert set(foster_out.birth_year) <= set(pd.read_parquet(unprotected.path / "school_enrollment.parquet").birth_year)
+    assert protected.manifest["tables"]["foster_care"]["k_anonymity"]["people_k_reached"] >= K
 
 
 def test_a_person_who_cannot_be_hidden_leaves_every_table_with_their_edges(tmp_path):
@@ -197,6 +209,7 @@ def test_a_clean_extract_is_not_changed(tmp_path):
                                       pd.read_parquet(unprotected.path / f"{name}.parquet"))
         assert protected.manifest["tables"][name]["rows"] == unprotected.manifest["tables"][name]["rows"]
     joined = protected.manifest["joined_tables"]
+    assert joined["common_levels"] == {}  # both tables keep exact years: nothing to bring to a common level
     assert joined["rounds"] == 1 and joined["people"] == 40 and joined["k_reached"] == 10
     assert not any(joined["people_harmonised"].values()) and not any(joined["people_suppressed"].values())
     assert joined["people_dropped"] == 0 and not any(joined["rows_dropped_per_table"].values())
@@ -244,8 +257,12 @@ def test_approved_extract_resists_the_join_and_reports_in_aggregate(approved_pro
     joined = manifest["joined_tables"]
     assert joined["k_reached"] >= K and manifest["k_reached"] == min(
         [joined["k_reached"]] + [t["k_anonymity"]["k_reached"] for t in manifest["tables"].values()])
-    # The fixture's school table bands birth year while foster care keeps it exact: work was done.
-    assert joined["people_harmonised"]["birth_year"] > 0
+    # The fixture's school table bands birth year more coarsely than foster care: foster care is
+    # brought to the school band, so no birth year needs blanking.
+    assert joined["common_levels"]["birth_year"]["tables_coarsened"] == ["foster_care"]
+    assert joined["common_levels"]["birth_year"]["level"] == (
+        manifest["tables"]["school_enrollment"]["k_anonymity"]["actions"]["level_names"]["birth_year"])
+    assert joined["people_harmonised"]["birth_year"] == 0
     assert set(joined["people_harmonised"]) == set(joined["people_suppressed"]) == {"birth_year", "sex", "neighbourhood"}
     # Counts only: no pseudonym anywhere in the manifest, no cell value in the joined section.
     pseudonyms = set()
@@ -264,6 +281,8 @@ def test_approved_extract_resists_the_join_and_reports_in_aggregate(approved_pro
         else:
             yield node
 
-    allowed = set(PERSON_QIS) | set(manifest["tables"]) | set(joined)
+    # Level names ("bands of 20") describe a ladder, not anyone's value.
+    level_names = {n for t in manifest["tables"].values() for n in t["k_anonymity"]["actions"].get("level_names", {}).values()}
+    allowed = set(PERSON_QIS) | set(manifest["tables"]) | set(joined) | {"level", "tables_coarsened"} | level_names
     for leaf in leaves(joined):
         assert isinstance(leaf, int) or leaf is None or leaf in allowed, leaf
