@@ -269,17 +269,24 @@ def scan_for_identifiers(
                 continue
             if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
                 continue
-            cells = _norm(series.dropna())
-            if cells.empty:
+            present = series.dropna()
+            if present.empty:
                 continue
+            # Content columns repeat few values over many rows (a school, a service code): each
+            # distinct value is checked once and its hits weighted by how many cells hold it,
+            # which counts exactly what checking every cell counts (a test compares the two).
+            distinct = present.value_counts(sort=False)
+            cells = _norm(distinct.index.to_series()).reset_index(drop=True)
+            weight = pd.Series(distinct.to_numpy(), index=cells.index)
             found = cells.str.extractall(_SSN_LIKE)[0] if len(ssns) else pd.Series(dtype=str)
+            ssn_rows = found.index.get_level_values(0)[_digits(found).isin(ssns).to_numpy()] if len(found) else []
             hits = {
-                "SSN": int(_digits(found).isin(ssns).sum()) if len(found) else 0,
-                "street address": int(cells.isin(streets).sum()),
-                "full date of birth": int(cells.isin(dob_texts).sum()),
+                "SSN": int(weight.loc[ssn_rows].sum()),
+                "street address": int(weight[cells.isin(streets)].sum()),
+                "full date of birth": int(weight[cells.isin(dob_texts)].sum()),
             }
             if kind == "string" and "person_key" in table.columns:
-                keyed = table.loc[cells.index, "person_key"].astype(str) + "\x1f" + cells.astype(str)
+                keyed = table.loc[present.index, "person_key"].astype(str) + "\x1f" + _norm(present)
                 hits["person's own name"] = int(keyed.isin(own_names).sum())
             findings.extend(f"{where}: {what} in {n} cell(s)" for what, n in hits.items() if n)
     return findings

@@ -191,3 +191,35 @@ def test_no_store_before_linkage(tmp_path, population, vault_tools):
     with pytest.raises(ResearchStoreError, match="run linkage first"):
         build(vault, tmp_path / "research")
     assert not (tmp_path / "research").exists()
+
+
+def test_scan_counts_every_cell_holding_an_identifier_as_a_cell_by_cell_scan_does():
+    """The scan checks each distinct value once and weights it by its cells: same counts."""
+    import re
+
+    from linkage.research_store import ResearchStorePolicy, scan_for_identifiers
+
+    identifiers = pd.DataFrame({
+        "person_key": ["p1", "p2"], "first_name": ["Ada", "Grace"], "middle_name": [None, None],
+        "last_name": ["Lovelace", "Hopper"], "ssn": ["123-45-6789", "987-65-4321"],
+        "street": ["12 Analytical Engine Rd", "3 Compiler Ct"], "dob": ["1815-12-10", "1906-12-09"],
+    })
+    cells = (["Harbor Middle"] * 40 + ["ssn 123-45-6789 and 987654321"] * 3 + [" 12 analytical engine rd"] * 2
+             + ["1815-12-10", "12/10/1815", "18151210"] + ["Ada"] * 2 + [None] * 5)
+    keys = ["p1"] * len(cells)
+    keys[-7] = "p2"  # one "Ada" cell belongs to someone else: not that person's own name
+    table = pd.DataFrame({"person_key": keys, "note": cells})
+    found = scan_for_identifiers({"t": table}, {"t": {"note": ("string", "")}}, identifiers, ResearchStorePolicy())
+
+    def norm(v):
+        return str(v).strip().lower()
+
+    ssns = {"123456789", "987654321"}
+    expected = {
+        "SSN": sum(re.sub(r"\D", "", m) in ssns for c in cells if c for m in re.findall(r"(?<!\d)(\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)", norm(c))),
+        "street address": sum(norm(c) in {"12 analytical engine rd", "3 compiler ct"} for c in cells if c),
+        "full date of birth": sum(norm(c) in {"1815-12-10", "12/10/1815", "18151210", "1906-12-09", "12/09/1906", "19061209"} for c in cells if c),
+        "person's own name": sum(norm(c) == "ada" and k == "p1" for c, k in zip(cells, keys) if c),
+    }
+    assert expected == {"SSN": 6, "street address": 2, "full date of birth": 3, "person's own name": 1}
+    assert sorted(found) == sorted(f"t.note: {what} in {n} cell(s)" for what, n in expected.items())
