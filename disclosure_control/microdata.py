@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "k_anonymity", "l_diversity", "entropy_l_diversity", "t_closeness", "privacy_measures",
-    "equivalence_class_ids", "Hierarchy", "GeneraliseResult", "generalise",
+    "equivalence_class_ids", "Hierarchy", "GeneraliseResult", "generalise", "default_hierarchy",
 ]
 
 
@@ -268,7 +268,8 @@ class GeneraliseResult:
         }
 
 
-def _default_hierarchy(series: pd.Series) -> Hierarchy:
+def default_hierarchy(series: pd.Series) -> Hierarchy:
+    """The ladder ``generalise`` uses for a column given no hierarchy: bands for numbers, else suppression only."""
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return Hierarchy(bands=(5, 10, 20, 50))
     return Hierarchy()
@@ -309,7 +310,7 @@ def generalise(
     hier = {}
     for c in quasi_ident:
         h = hierarchies.get(c)
-        hier[c] = Hierarchy(**h) if isinstance(h, dict) else (h or _default_hierarchy(data[c]))
+        hier[c] = Hierarchy(**h) if isinstance(h, dict) else (h or default_hierarchy(data[c]))
     n = len(data)
     cache: dict[tuple[str, int], np.ndarray] = {}
 

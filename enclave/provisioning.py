@@ -273,7 +273,7 @@ def _common_levels(frames: dict[str, pd.DataFrame], originals: dict[str, pd.Data
         holders = [t for t, df in frames.items() if PSEUDONYM in df.columns and col in df.columns and len(df)]
         # The hierarchy generalise used (``_generalise``: ours, else the library default), so a
         # level means the same bands in every table; differing ladders are left to the join check.
-        ladders = {t: _hierarchies(originals[t], [col]).get(col) or microdata._default_hierarchy(originals[t][col])
+        ladders = {t: _hierarchies(originals[t], [col]).get(col) or microdata.default_hierarchy(originals[t][col])
                    for t in holders}
         levels = {t: int(((k_reports[t].get("actions") or {}).get("levels") or {}).get(col, 0)) for t in holders}
         if len(holders) < 2 or any(ladders[t] != ladders[holders[0]] for t in holders):

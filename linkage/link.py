@@ -136,8 +136,8 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, std_table: str, engine: str
         f"CREATE OR REPLACE TABLE linkage_input AS "
         f"SELECT row_number() OVER (ORDER BY record_key) AS {RECORD_ID}, * FROM {std_table}"
     )
-    sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM linkage_input ORDER BY 1").fetchall()]
     per_source = link_type == "link_only"
+    sources = [r[0] for r in con.execute("SELECT DISTINCT source FROM linkage_input ORDER BY 1").fetchall()] if per_source else []
     if engine == "duckdb":
         db_api = DuckDBAPI(connection=con)
         if not per_source:
