@@ -61,6 +61,8 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(200))
     posix_uid: Mapped[int] = mapped_column(Integer, unique=True)
+    # The operating-system account that acts as this person in the CLI (None: no shell access).
+    os_account: Mapped[str | None] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -173,6 +175,8 @@ class Application(Base):
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)
     researchers: Mapped[list[str]] = mapped_column(JSON)  # usernames, the lead included
+    # Further conditions as data: attacker model, workspace limits, ingress (see enclave.conditions).
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     decision_note: Mapped[str] = mapped_column(Text, default="")
     submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -227,6 +231,8 @@ class Approval(Base):
     dp_epsilon: Mapped[float] = mapped_column(Float)
     expires_on: Mapped[dt.date] = mapped_column(Date)
     researchers: Mapped[list[str]] = mapped_column(JSON)
+    # Further conditions as data: attacker model, workspace limits, ingress (see enclave.conditions).
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     notes: Mapped[str] = mapped_column(Text, default="")
     approved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -63,6 +63,18 @@ def start_server(session: requests.Session, hub_url: str, user: str, server: str
     raise TimeoutError(f"server {user}/{server} not ready after {timeout} s")
 
 
+def settled_model(session: requests.Session, hub_url: str, user: str, server: str, timeout: float = 30) -> dict:
+    """The server's model once nothing is pending. After a restart the hub checks every
+    spawner in the background (``pending == "check"``); asking before that ends is a race."""
+    deadline = time.monotonic() + timeout
+    while True:
+        model = api(session, hub_url, "GET", f"/users/{user}/servers/{server}")
+        assert model.status_code == 200, model.text
+        if not model.json().get("pending") or time.monotonic() > deadline:
+            return model.json()
+        time.sleep(0.1)
+
+
 def stop_server(session: requests.Session, hub_url: str, user: str, server: str) -> None:
     answer = api(session, hub_url, "DELETE", f"/users/{user}/servers/{server}")
     assert answer.status_code in (202, 204), answer.text

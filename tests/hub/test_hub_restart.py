@@ -39,8 +39,8 @@ def test_hub_crash_stops_and_records_workspaces_then_they_restart(running_hub):
     while sandboxes_of(bob_home) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert sandboxes_of(bob_home) == []
-    model = hubclient.api(session, url, "GET", "/users/bob/servers/alpha")
-    assert model.status_code == 200 and not model.json()["ready"] and not model.json()["pending"]
+    model = hubclient.settled_model(session, url, "bob", "alpha")
+    assert not model["ready"] and not model["pending"], model
     stops = audit_events(registry, "workspace.stopped")
     assert len(stops) == stopped_before + 1
     actor, _, project, details = stops[-1]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 01:20:06.639575
+Create Date: 2026-12-04 22:26:48.538609
 """
 from __future__ import annotations
 
@@ -57,9 +57,11 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('email', sa.String(length=200), nullable=True),
     sa.Column('posix_uid', sa.Integer(), nullable=False),
+    sa.Column('os_account', sa.String(length=64), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_people')),
+    sa.UniqueConstraint('os_account', name=op.f('uq_people_os_account')),
     sa.UniqueConstraint('posix_uid', name=op.f('uq_people_posix_uid')),
     sa.UniqueConstraint('username', name=op.f('uq_people_username')),
     sqlite_autoincrement=True
@@ -117,6 +119,7 @@ def upgrade() -> None:
     sa.Column('start_date', sa.Date(), nullable=False),
     sa.Column('end_date', sa.Date(), nullable=False),
     sa.Column('researchers', sa.JSON(), nullable=False),
+    sa.Column('settings', sa.JSON(), nullable=False),
     sa.Column('decision_note', sa.Text(), nullable=False),
     sa.Column('submitted_at', sa.DateTime(), nullable=False),
     sa.Column('decided_at', sa.DateTime(), nullable=True),
@@ -204,6 +207,7 @@ def upgrade() -> None:
     sa.Column('dp_epsilon', sa.Float(), nullable=False),
     sa.Column('expires_on', sa.Date(), nullable=False),
     sa.Column('researchers', sa.JSON(), nullable=False),
+    sa.Column('settings', sa.JSON(), nullable=False),
     sa.Column('notes', sa.Text(), nullable=False),
     sa.Column('approved_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_approvals_application_id_applications')),
