@@ -25,6 +25,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "release": ("release", "Researchers: output release requests through the airlock."),
     "review": ("review", "Disclosure reviewers: review and decide release requests."),
     "audit": ("audit", "Audit chain: show and verify."),
+    "findings": ("findings", "Public findings: publish released requests to the public catalogue."),
     "hub": ("hub", "Workspaces: JupyterHub, the OIDC provider, the demo."),
 }
 

@@ -1,0 +1,158 @@
+"""Publishing released requests as public findings: only released files, verified against the
+release's checksums, by the project's researchers or the board, audited; the static catalogue
+escapes every stored text and withdrawals leave a notice."""
+from __future__ import annotations
+
+import hashlib
+from markupsafe import escape
+import json
+
+import pytest
+import yaml
+
+from enclave.airlock import publishing, requests, reviews
+from enclave.airlock.errors import Refused
+from enclave.airlock.states import RequestState
+from enclave.findings import publish as findings
+from enclave.findings.spec import FindingSpec, FindingSpecError, load_spec
+from enclave.registry.base import session_scope
+
+SPEC = dict(
+    title="Homeless pupils by sex",
+    question="How many pupils experiencing homelessness does the district have, by sex?",
+    use_case="homeless students",
+    domains=["education", "homelessness"],
+    cohort="Pupils enrolled in a district school in the extract's school years, flagged homeless (McKinney-Vento).",
+    summary="Counts of pupils by sex and homelessness flag.",
+    comparisons=["gender"],
+)
+
+
+def _released_request(approved_project, outputs, make_outputs, title="pupils"):
+    """A request with one passing table and one histogram, through two reviews and the release."""
+    from disclosure_control.safe import ACRO
+
+    from enclave.airlock.checking import extract_loader
+    from enclave.settings import get_settings
+
+    table = make_outputs("safe")
+    folder = outputs("alice")
+    extract = (get_settings().extracts / approved_project / "current").resolve()
+    manifest = json.loads((extract / "manifest.json").read_text())
+    acro = ACRO(suppress=True, outputs_dir=folder, data_loader=extract_loader(extract, manifest),
+                dataset=f"{approved_project}@{extract.name}", quiet=True)
+    before = {p.name for p in folder.iterdir()}
+    acro.hist(acro.load("school_enrollment"), "days_attended", bins=[0, 60, 120, 180, 240])
+    chart = next(n for n in {p.name for p in folder.iterdir()} - before if n.endswith(".png"))
+    rid = requests.create("alice", approved_project, {table: "pupils by sex and homelessness", chart: "days attended"}, title)
+    requests.submit("alice", rid)
+    reviews.review("rev1", rid, "approve")
+    assert reviews.review("rev2", rid, "approve") == RequestState.approved
+    publishing.release("rev1", rid)
+    return rid, table, chart
+
+
+def test_publish_a_released_request_builds_the_catalogue(approved_project, outputs, make_outputs, registry):
+    from enclave import audit
+    from enclave.audit import Filters
+
+    rid, table, chart = _released_request(approved_project, outputs, make_outputs)
+    record = findings.publish("alice", rid, FindingSpec(**SPEC))
+    public = findings.public_dir()
+    page = (public / "findings" / record["slug"] / "index.html").read_text()
+    assert str(escape(SPEC["title"])) in page and str(escape(SPEC["cohort"])) in page
+    assert f"Release request {rid}" in page and "2 independent disclosure reviewers approved" in page
+    # Exactly the released bytes, nothing else.
+    files = {p.name for p in (public / "findings" / record["slug"] / "files").iterdir()}
+    assert files == {table, chart}
+    assert {f["name"]: f["sha256"] for f in record["files"]} == {
+        n: hashlib.sha256((public / "findings" / record["slug"] / "files" / n).read_bytes()).hexdigest()
+        for n in files}
+    # Index, facets and the JSON feed list it.
+    assert SPEC["title"] in (public / "index.html").read_text()
+    assert SPEC["title"] in (public / "domain" / "homelessness.html").read_text()
+    assert SPEC["title"] in (public / "use-case" / "homeless-students.html").read_text()
+    feed = json.loads((public / "feed.json").read_text())
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert [i["id"] for i in feed["items"]] == [record["slug"]]
+    assert feed["items"][0]["_ids"]["request_id"] == rid
+    with session_scope(registry, readonly=True) as session:
+        events = audit.show(session, Filters(action="finding.published"))
+        assert [(e.actor, e.subject) for e in events] == [("alice", f"request:{rid}")]
+        assert audit.verify(session).ok
+    # Once only.
+    with pytest.raises(Refused) as refused:
+        findings.publish("alice", rid, FindingSpec(**SPEC))
+    assert refused.value.rule == "not_published_already"
+
+
+def test_only_released_requests_and_files_by_permitted_people(approved_project, outputs, make_outputs, enclave_home):
+    rid, table, _ = _released_request(approved_project, outputs, make_outputs)
+    # A reviewer of the request is not the project's voice; nor is a stranger.
+    for user in ("rev1", "stew"):
+        with pytest.raises(Refused) as refused:
+            findings.publish(user, rid, FindingSpec(**SPEC))
+        assert refused.value.rule == "may_publish"
+    # A file in the workspace that was never released, and a path out of the release folder.
+    (outputs("alice") / "secret.csv").write_text("a,b\n1,2\n")
+    for name in ("secret.csv", "../../registry.db", f"../{rid}/{table}"):
+        with pytest.raises(Refused) as refused:
+            findings.publish("alice", rid, FindingSpec(**SPEC, files={name: "x"}))
+        assert refused.value.rule == "only_released_files"
+    # An approved request that was not released yet.
+    second = make_outputs("safe")
+    other = requests.create("alice", approved_project, {second: "again"}, "second")
+    requests.submit("alice", other)
+    reviews.review("rev1", other, "approve")
+    reviews.review("rev2", other, "approve")
+    with pytest.raises(Refused) as refused:
+        findings.publish("alice", other, FindingSpec(**SPEC))
+    assert refused.value.rule == "request_is_released"
+    assert not (findings.public_dir() / "findings").exists() or not any((findings.public_dir() / "findings").iterdir())
+
+
+def test_a_released_file_changed_afterwards_is_not_published(approved_project, outputs, make_outputs):
+    from enclave.settings import get_settings
+
+    rid, table, _ = _released_request(approved_project, outputs, make_outputs)
+    released = next(get_settings().releases.glob(f"*/{rid}/{table}"))
+    released.write_text(released.read_text().replace("1", "7"))  # someone with access to the releases zone
+    with pytest.raises(Refused) as refused:
+        findings.publish("board1", rid, FindingSpec(**SPEC))
+    assert refused.value.rule == "files_match_release"
+    public = findings.public_dir()
+    assert not list(public.glob("findings/*")) and not list(public.glob(".staging-*"))
+
+
+def test_stored_text_is_escaped_and_withdrawal_leaves_a_notice(approved_project, outputs, make_outputs):
+    rid, table, _ = _released_request(approved_project, outputs, make_outputs)
+    hostile = dict(SPEC, title='Pupils <script>alert("x")</script>', summary='<img src=x onerror="alert(1)">\x1b[31m')
+    record = findings.publish("alice", rid, FindingSpec(**hostile))
+    public = findings.public_dir()
+    page = (public / "findings" / record["slug"] / "index.html").read_text()
+    index = (public / "index.html").read_text()
+    for text in (page, index):
+        assert "<script>alert" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;alert" in page and "\x1b" not in page
+    with pytest.raises(Refused) as refused:
+        findings.withdraw("alice", record["slug"], "numbers wrong")
+    assert refused.value.rule == "may_withdraw_finding"
+    findings.withdraw("board1", record["slug"], "a linkage error was found")
+    page = (public / "findings" / record["slug"] / "index.html").read_text()
+    assert "withdrawn" in page and "a linkage error was found" in page
+    assert not (public / "findings" / record["slug"] / "files").exists()
+    assert record["slug"] not in (public / "index.html").read_text()
+    assert json.loads((public / "feed.json").read_text())["items"] == []
+
+
+def test_spec_errors_name_the_file_and_field(tmp_path):
+    bad = tmp_path / "finding.yaml"
+    bad.write_text(yaml.safe_dump(dict(SPEC, domains=["astrology"])))
+    with pytest.raises(FindingSpecError, match=r"finding.yaml: field domains"):
+        load_spec(bad)
+    bad.write_bytes(b"title: \xff\xfe\n")
+    with pytest.raises(FindingSpecError, match="not UTF-8"):
+        load_spec(bad)
+    bad.write_text(yaml.safe_dump(dict(SPEC, colour="red")))
+    with pytest.raises(FindingSpecError, match="field colour"):
+        load_spec(bad)
