@@ -54,7 +54,7 @@ def test_opportunity_youth_window_and_birth_year_bands():
     empty = pd.DataFrame({"pseudonym": [], "placement_start": [], "placement_end": [], "referral_date": [],
                           "EntryDate": [], "ExitDate": [], "event_date": []})
     cohort = evaluate(d, {"persons": persons, "school_enrollment": school, "wages": wages, "workforce": workforce,
-                          "foster_care": empty, "juvenile_shelter": empty, "juvenile_justice": empty, "shelter_stays": empty})
+                          "foster_care": empty, "juvenile_justice": empty, "shelter_stays": empty})
     flags = cohort.units.set_index("pseudonym")["disconnected"].to_dict()
     # 2023-10 is 14 months before 2024-12: outside the four quarters.
     assert flags == {"in_school": 0, "idle": 1, "worked_long_ago": 1}
