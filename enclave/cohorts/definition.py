@@ -5,8 +5,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from enclave.yaml_data import load_model
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "cohorts"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -138,21 +139,8 @@ class CohortDefinition(_Strict):
 
 def load_definition(path: Path) -> CohortDefinition:
     """Read one definition; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CohortError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise CohortError(f"{path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise CohortError(f"{path}: expected a mapping")
-    try:
-        return CohortDefinition.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise CohortError(f"{path}: field {where}: {first['msg']}") from None
+    return load_model(Path(path), CohortDefinition, CohortError)
+
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, CohortDefinition]:

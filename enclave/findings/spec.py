@@ -4,8 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from enclave.yaml_data import load_model
 
 DOMAINS = (
     "child welfare", "juvenile justice", "homelessness", "health and vital statistics", "adult justice",
@@ -55,17 +56,4 @@ class FindingSpec(BaseModel):
 
 def load_spec(path: Path) -> FindingSpec:
     """Read a finding description; errors name the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise FindingSpecError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise FindingSpecError(f"{path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise FindingSpecError(f"{path}: expected a mapping of fields")
-    try:
-        return FindingSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise FindingSpecError(f"{path}: field {where}: {first['msg']}") from None
+    return load_model(Path(path), FindingSpec, FindingSpecError)
