@@ -22,6 +22,18 @@ _env = Environment(loader=PackageLoader("enclave.findings", "templates"), autoes
                    trim_blocks=True, lstrip_blocks=True)
 
 
+def cell(text: str) -> str:
+    """A table cell as a reader expects it: ``165.0`` is shown as ``165``; anything else as written."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() and "e" not in text.lower() else text
+
+
+_env.filters["cell"] = cell
+
+
 def facet_slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "other"
 
@@ -59,6 +71,7 @@ def build(public: Path, records: list[dict[str, Any]]) -> None:
     }
     _write(public / "style.css", _page("style.css"))
     _write(public / "search.js", _page("search.js"))
+    _write(public / "favicon.svg", _page("favicon.svg"))
     _write(public / "index.html", _page("index.html", root=".", heading="Findings", findings=live, facets=facets))
     for name, slug, _ in facets["domains"]:
         chosen = [r for r in live if name in r["domains"]]

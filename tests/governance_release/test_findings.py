@@ -3,9 +3,13 @@ release's checksums, by the project's researchers or the board, audited; the sta
 escapes every stored text and withdrawals leave a notice."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import threading
 from markupsafe import escape
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -156,3 +160,66 @@ def test_spec_errors_name_the_file_and_field(tmp_path):
     bad.write_text(yaml.safe_dump(dict(SPEC, colour="red")))
     with pytest.raises(FindingSpecError, match="field colour"):
         load_spec(bad)
+
+
+# -- the catalogue in a real browser (Debian's chromium through Playwright), served by a plain
+# static file server with no sign-in. Screenshots go to tests/output/findings/.
+
+SHOTS = Path(__file__).resolve().parents[1] / "output" / "findings"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def served_catalogue(approved_project, outputs, make_outputs):
+    rid, table, chart = _released_request(approved_project, outputs, make_outputs)
+    record = findings.publish("alice", rid, FindingSpec(**SPEC, files={table: "Pupils by sex and homelessness",
+                                                                        chart: "Days attended"}))
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    handler = functools.partial(Quiet, directory=str(findings.public_dir()))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", record, table, chart
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_reader_finds_a_finding_and_sees_its_table_chart_and_provenance(served_catalogue):
+    from playwright.sync_api import sync_playwright
+
+    url, record, table, chart = served_catalogue
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{url}/index.html")
+        assert page.locator("li.finding").count() == 1
+        page.fill("#search", "no such words")
+        assert page.locator("li.finding:visible").count() == 0
+        assert page.text_content("#count").strip() == "0 findings"
+        page.fill("#search", "homeless pupils")
+        assert page.locator("li.finding:visible").count() == 1
+        page.screenshot(path=str(SHOTS / "catalogue_index.png"), full_page=True)
+        page.click("text=By domain >> xpath=.. >> text=education")
+        assert page.locator("li.finding").count() == 1
+        page.click(f"text={SPEC['title']}")
+        assert page.locator("h1").text_content() == SPEC["title"]
+        assert page.locator("table tbody tr").count() >= 2
+        loaded = page.eval_on_selector("img", "img => img.complete && img.naturalWidth > 0")
+        assert loaded, "the released chart does not load"
+        assert f"Release request {record['request_id']}" in page.text_content(".provenance")
+        page.screenshot(path=str(SHOTS / "catalogue_finding.png"), full_page=True)
+        answer = page.request.get(f"{url}/feed.json")
+        assert answer.ok and answer.json()["items"][0]["title"] == SPEC["title"]
+        browser.close()
+    assert errors == []  # the CSP allows the page's own script and styles; nothing else runs
