@@ -131,7 +131,7 @@ class CohortDefinition(_Strict):
 
     def tables(self) -> set[str]:
         """Every extract table the definition reads."""
-        used = {e.table for e in self.events.values()} | {"persons"}
+        used = {e.table for e in self.events.values()}
         if self.unit.table:
             used.add(self.unit.table)
         return used

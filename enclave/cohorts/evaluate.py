@@ -82,10 +82,7 @@ class _Context:
         self.d, self.tables, self.person = definition, tables, person
         self.ref = _month(definition.reference_month)
         self.p_start, self.p_end = _month(definition.period.start), _month(definition.period.end)
-        persons = tables["persons"]
-        if person not in persons.columns:
-            raise CohortError(f"table persons has no column {person!r}")
-        persons = persons.drop_duplicates(person).set_index(person)
+        persons = person_table(tables, person)
         self.by_lo, self.by_hi = birth_year_bounds(persons["birth_year"]) if "birth_year" in persons else (
             pd.Series(np.nan, index=persons.index), pd.Series(np.nan, index=persons.index))
         self.persons = persons
@@ -197,6 +194,26 @@ class _Context:
             youngest = child_year - self.by_hi.reindex(edges[src]).to_numpy()
             edges = edges[(youngest >= lo_age) & (oldest <= hi_age)]
         return pd.Series(people.isin(set(edges[dst])), index=people)
+
+
+PERSON_LEVEL = ("birth_year", "sex", "race_ethnicity", "neighbourhood")
+
+
+def person_table(tables: dict[str, pd.DataFrame], person: str) -> pd.DataFrame:
+    """One row per person: the ``persons`` table where there is one (a research store), else the
+    person-level columns every extract table carries (provisioning makes them agree across
+    tables), first known value per person."""
+    if "persons" in tables:
+        persons = tables["persons"]
+        if person not in persons.columns:
+            raise CohortError(f"table persons has no column {person!r}")
+        return persons.drop_duplicates(person).set_index(person)
+    parts = [t[[person, *[c for c in PERSON_LEVEL if c in t.columns]]] for name, t in tables.items()
+             if name != "relationships" and person in t.columns]
+    if not parts:
+        raise CohortError(f"no table has the person column {person!r}")
+    stacked = pd.concat(parts, ignore_index=True)
+    return stacked.groupby(person, sort=True).first()
 
 
 def _matches(rows: pd.DataFrame, where: dict[str, Any]) -> pd.Series:

@@ -1,0 +1,112 @@
+"""Comparison reports from a cohort, made through the SDC-aware session so every table is
+checked and saved with its evidence; rates, intervals and charts are computed from the
+*published* counts (suppressed and rounded as the rules say), so they add nothing the checked
+tables do not already show.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from enclave.cohorts.definition import DEFAULT_DIR, CohortDefinition, CohortError, load_definition, load_definitions
+from enclave.cohorts.describe import describe
+from enclave.cohorts.evaluate import Cohort, evaluate, wilson
+
+
+def definition(name_or_path: str | Path) -> CohortDefinition:
+    """A shipped definition by name, or a researcher's own copy by path (copy one, edit it, load it)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return load_definition(path)
+    shipped = load_definitions(DEFAULT_DIR)
+    if str(name_or_path) not in shipped:
+        raise CohortError(f"no cohort definition {name_or_path!r}; shipped: {', '.join(shipped)}")
+    return shipped[str(name_or_path)]
+
+
+def cohort(session: Any, name_or_path: str | Path, person: str = "pseudonym") -> Cohort:
+    """Evaluate a definition on the extract through ``session.load`` and record its text beside
+    the outputs (``<name>_definition.txt``), so reviewers see exactly who was counted."""
+    d = definition(name_or_path)
+    available = set(getattr(session, "tables", lambda: [])() or [])
+    tables = {t: session.load(t) for t in sorted(d.tables()) if not available or t in available}
+    if "relationships" in available and any(c.parent for c in _all_conditions(d)):
+        tables["relationships"] = session.load("relationships")
+    result = evaluate(d, tables, person)
+    outputs = Path(getattr(session, "outputs_dir", "."))
+    outputs.mkdir(parents=True, exist_ok=True)
+    (outputs / f"{d.name}_definition.txt").write_text(describe(d) + "\n", encoding="utf-8")
+    return result
+
+
+def _all_conditions(d: CohortDefinition):
+    stack = [*d.population, *d.exclude, *(c for v in d.measures.values() for c in v),
+             *(c for v in d.subpopulations.values() for c in v)]
+    while stack:
+        c = stack.pop()
+        yield c
+        stack.extend(c.any_of or [])
+        stack.extend(c.none_of or [])
+
+
+def counts(session: Any, result: Cohort, measure: str, by: str) -> pd.DataFrame:
+    """Units by ``by`` and by the measure (0/1), with margins, through the checked session."""
+    if measure not in result.units.columns:
+        raise CohortError(f"cohort {result.definition.name} has no measure {measure!r}; it has {', '.join(result.flags)}")
+    units = result.units
+    flag = units[measure].map({1: "yes", 0: "no"}).rename(measure)
+    return session.crosstab(units[by].rename(by), flag, margins=True)
+
+
+def rates(published: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Share with the measure per group and its 95% Wilson interval, from published counts only;
+    a group whose counts were suppressed gets no rate."""
+    table = published.drop(index="All", errors="ignore")
+    yes = pd.to_numeric(table.get("yes"), errors="coerce") if "yes" in table else pd.Series(np.nan, index=table.index)
+    total = pd.to_numeric(table.get("All"), errors="coerce") if "All" in table else yes + pd.to_numeric(table.get("no"), errors="coerce")
+    out = pd.DataFrame({"units": total, measure: yes})
+    out["rate"] = out[measure] / out["units"]
+    bounds = [wilson(int(k), int(n)) if np.isfinite(k) and np.isfinite(n) and n > 0 else (np.nan, np.nan)
+              for k, n in zip(out[measure].to_numpy(dtype=float), out["units"].to_numpy(dtype=float))]
+    out["ci_low"] = [b[0] for b in bounds]
+    out["ci_high"] = [b[1] for b in bounds]
+    return out
+
+
+def chart(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """A bar chart of rates with their intervals (PNG), drawn from a rates table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = table.dropna(subset=["rate"])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(3, len(shown)) + 1.2))
+    y = np.arange(len(shown))
+    err = np.vstack([shown["rate"] - shown["ci_low"], shown["ci_high"] - shown["rate"]])
+    ax.barh(y, shown["rate"] * 100, xerr=err * 100, color="#2b6c9e", ecolor="#333", capsize=3)
+    ax.set_yticks(y, [str(i) for i in shown.index])
+    ax.invert_yaxis()
+    ax.set_xlabel("per cent (95% interval)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def comparison_report(session: Any, result: Cohort, measure: str, by: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """For each comparison dimension: the checked counts table, then rates and a chart saved beside it."""
+    outputs = Path(getattr(session, "outputs_dir", "."))
+    out = {}
+    for dim in by or [c for c in result.definition.compare_by if c in result.units.columns]:
+        published = counts(session, result, measure, dim)
+        table = rates(published, measure)
+        stem = f"{result.definition.name}_{measure}_by_{dim}"
+        table.to_csv(outputs / f"{stem}_rates.csv")
+        chart(table, f"{measure.replace('_', ' ')} by {dim.replace('_', ' ')}", outputs / f"{stem}_rates.png")
+        out[dim] = table
+    return out
