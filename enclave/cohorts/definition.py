@@ -71,6 +71,7 @@ class Unit(_Strict):
     """What one row of the result is: a person (default), or a person in each group of a table's rows."""
 
     table: str | None = None
+    date: str = Field("event_date", description="the month column that puts a row inside the period")
     per: list[str] = Field(default_factory=list)
     where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     row_measures: dict[str, dict[str, Scalar | list[Scalar]]] = Field(

@@ -270,8 +270,8 @@ def evaluate(definition: CohortDefinition, tables: dict[str, pd.DataFrame], pers
             if col not in rows.columns:
                 raise CohortError(f"cohort {definition.name}: unit table {definition.unit.table} has no column {col!r}")
         in_unit = rows[rows[person].isin(members) & _matches(rows, definition.unit.where)]
-        if "event_date" in in_unit.columns:
-            months, _ = month_index(in_unit["event_date"])
+        if definition.unit.date in in_unit.columns:
+            months, _ = month_index(in_unit[definition.unit.date])
             in_unit = in_unit[((months >= ctx.p_start) & (months <= ctx.p_end)).to_numpy()]
         keys = [person, *definition.unit.per]
         flags = in_unit[keys].copy()

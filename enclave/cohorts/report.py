@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from enclave.cohorts.definition import DEFAULT_DIR, CohortDefinition, CohortError, load_definition, load_definitions
-from enclave.cohorts.describe import describe
+from enclave.cohorts.describe import describe  # noqa: F401 - templates print a definition with report.describe
 from enclave.cohorts.evaluate import Cohort, evaluate, wilson
 
 
@@ -31,10 +31,10 @@ def cohort(session: Any, name_or_path: str | Path, person: str = "pseudonym") ->
     """Evaluate a definition on the extract through ``session.load`` and record its text beside
     the outputs (``<name>_definition.txt``), so reviewers see exactly who was counted."""
     d = definition(name_or_path)
-    available = set(getattr(session, "tables", lambda: [])() or [])
-    tables = {t: session.load(t) for t in sorted(d.tables()) if not available or t in available}
-    if "relationships" in available and any(c.parent for c in _all_conditions(d)):
-        tables["relationships"] = session.load("relationships")
+    needed = set(d.tables())
+    if any(c.parent for c in _all_conditions(d)):
+        needed.add("relationships")
+    tables = {t: session.load(t) for t in sorted(needed)}
     result = evaluate(d, tables, person)
     outputs = Path(getattr(session, "outputs_dir", "."))
     outputs.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,9 @@ def test_opportunity_youth_window_and_birth_year_bands():
     d = load_definitions()["opportunity_youth"]
     persons = _persons(("in_school", 2004, "F", "x", "n"), ("idle", 2004, "M", "x", "n"), ("old", 1990, "M", "x", "n"),
                        ("band", "2000-2019", "F", "x", "n"), ("worked_long_ago", 2003, "F", "x", "n"))
-    school = pd.DataFrame({"pseudonym": ["in_school", "idle", "band"], "event_date": ["2024-09", "2022-09", "2024-09"]})
-    wages = pd.DataFrame({"pseudonym": ["old", "worked_long_ago"], "event_date": ["2024-10", "2023-10"]})
+    school = pd.DataFrame({"pseudonym": ["in_school", "idle", "band"], "entry_date": ["2024-09", "2022-09", "2024-09"],
+                           "exit_date": [None, "2023-06", None]})
+    wages = pd.DataFrame({"pseudonym": ["old", "worked_long_ago"], "QUARTER_START": ["2024-10", "2023-10"]})
     workforce = pd.DataFrame({"pseudonym": [], "enrollment_date": [], "exit_date": [], "event_date": []})
     empty = pd.DataFrame({"pseudonym": [], "placement_start": [], "placement_end": [], "referral_date": [],
                           "EntryDate": [], "ExitDate": [], "event_date": []})
@@ -67,8 +68,8 @@ def test_young_parents_by_parent_age_at_birth_and_services_in_five_years():
                        ("mum2", 1990, "F", "x", "n"))
     births = pd.DataFrame({"pseudonym": ["kid1", "kid2"], "event_date": ["2016-03", "2016-05"]})
     rel = pd.DataFrame({"pseudonym_from": ["mum1", "mum2"], "pseudonym_to": ["kid1", "kid2"], "relation": ["mother_of"] * 2})
-    prek = pd.DataFrame({"pseudonym": ["kid1", "kid2"], "event_date": ["2020-09", "2021-09"]})  # kid2 at 64 months
-    visits = pd.DataFrame({"pseudonym": ["kid1", "kid2", "kid2"], "event_date": ["2017-01", "2017-02", "2018-01"],
+    prek = pd.DataFrame({"pseudonym": ["kid1", "kid2"], "enrollment_date": ["2020-09", "2021-09"]})  # kid2 at 64 months
+    visits = pd.DataFrame({"pseudonym": ["kid1", "kid2", "kid2"], "visit_date": ["2017-01", "2017-02", "2018-01"],
                            "visit_type": ["well_child", "dental", "vision"]})
     housing = pd.DataFrame({"pseudonym": [], "spell_start": [], "spell_end": [], "event_date": []})
     cohort = evaluate(d, {"persons": persons, "births": births, "relationships": rel, "prek": prek,
@@ -83,7 +84,7 @@ def test_homeless_students_are_counted_per_school_and_year():
     d = load_definitions()["homeless_students"]
     persons = _persons(("s1", 2010, "F", "x", "n"), ("s2", 2010, "M", "x", "n"))
     school = pd.DataFrame({
-        "pseudonym": ["s1", "s1", "s1", "s2"], "event_date": ["2019-09", "2020-01", "2020-09", "2019-09"],
+        "pseudonym": ["s1", "s1", "s1", "s2"], "entry_date": ["2019-09", "2020-01", "2020-09", "2019-09"],
         "school_name": ["A", "A", "B", "A"], "school_year": ["2019-20", "2019-20", "2020-21", "2019-20"],
         "homeless_flag": [False, True, False, pd.NA],
     })
