@@ -82,8 +82,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_airlock_has_no_import_cycle():
     graph = import_graph()
-    assert "enclave.airlock.verification" in graph["enclave.airlock.checking"]
     assert cycles(graph) == []
+    assert "enclave.airlock.verification" in graph["enclave.airlock.checking"]  # the graph is read at all
 
 
 def test_snapshot_integrity_and_the_gate_call_live_in_one_module():

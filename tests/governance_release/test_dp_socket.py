@@ -1,6 +1,6 @@
 """The DP budget service as it runs: ``python -m enclave.dp_service`` on a real unix socket, called
-by processes running as a workspace's uid and gid (what SO_PEERCRED reports), concurrently,
-from two service processes sharing one registry."""
+by a process running as a workspace's uid and gid (what SO_PEERCRED reports), concurrently, to
+two service processes sharing one registry."""
 from __future__ import annotations
 
 import json
@@ -19,26 +19,6 @@ from enclave.registry.base import session_scope
 
 MEAN = {"statistic": "mean", "table": "school_enrollment", "column": "days_attended", "epsilon": 0.3,
         "bounds": [0, 200], "purpose": "mean days attended"}
-
-# Runs as the workspace user: N threads ask at once, alternating between the given sockets.
-CLIENT = r'''
-import json, sys, threading
-from enclave.dp_service import client
-sockets, query, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
-barrier = threading.Barrier(n)
-out = [None] * n
-def ask(i):
-    barrier.wait()
-    try:
-        out[i] = {"ok": True, "receipt": client.ask(query, sockets[i % len(sockets)])["receipt"]}
-    except client.DPServiceError as exc:
-        out[i] = {"ok": False, "kind": exc.kind, "error": str(exc)}
-threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
-[t.start() for t in threads]
-[t.join() for t in threads]
-print(json.dumps(out))
-'''
-
 
 def _ids(url, username, project="school-moves"):
     from enclave.registry.models import Person, Project
@@ -65,18 +45,20 @@ def start_service(approved_project, registry, socket_dir):
 
     started = []
 
-    def _start(name: str) -> Path:
-        sock = socket_dir / name / "dp.sock"
+    def _start(*names: str) -> list[Path]:
+        """Start one service per name (all at once) and return their sockets once they listen."""
         env = {**os.environ, **settings_env(get_settings())}
-        proc = subprocess.Popen([sys.executable, "-m", "enclave.dp_service", f"--socket={sock}"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        started.append(proc)
+        socks = [socket_dir / name / "dp.sock" for name in names]
+        procs = [subprocess.Popen([sys.executable, "-m", "enclave.dp_service", f"--socket={sock}"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for sock in socks]
+        started.extend(procs)
         deadline = time.monotonic() + 60
-        while not sock.is_socket():  # waits on the state it needs: the socket exists
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the DP service did not start"
-            time.sleep(0.05)
-        return sock
+        for sock, proc in zip(socks, procs):
+            while not sock.is_socket():  # waits on the state it needs: the socket exists
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "the DP service did not start"
+                time.sleep(0.05)
+        return socks
 
     yield _start
     for proc in started:
@@ -84,20 +66,59 @@ def start_service(approved_project, registry, socket_dir):
         proc.wait(10)
 
 
+def _ask_all(sockets: list[Path], query: dict, n: int) -> list[dict]:
+    """``n`` threads ask at once, alternating between the sockets."""
+    import threading
+
+    from enclave.dp_service import client
+
+    barrier = threading.Barrier(n)
+    out: list[dict] = [{}] * n
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = {"ok": True, "receipt": client.ask(query, str(sockets[i % len(sockets)]))["receipt"]}
+        except client.DPServiceError as exc:
+            out[i] = {"ok": False, "kind": exc.kind, "error": str(exc)}
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
 def _as(uid: int, gid: int, sockets: list[Path], query: dict, n: int = 1) -> list[dict]:
-    """Run the client as (uid, gid) with no supplementary groups, as the workspace sandbox does."""
-    repo = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", CLIENT, json.dumps([str(s) for s in sockets]), json.dumps(query), str(n)],
-                          user=uid, group=gid, extra_groups=[], cwd="/", capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "PYTHONNOUSERSITE": "1"})
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """Ask from a forked process that dropped to (uid, gid) with no supplementary groups, as a
+    workspace sandbox runs (the interpreter lives under root's home: a fork needs no exec)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            with os.fdopen(write_end, "w") as pipe:
+                pipe.write(json.dumps(_ask_all(sockets, query, n)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(data)
 
 
 def test_the_service_answers_the_workspace_its_peer_credentials_name(registry, start_service):
     from enclave.dp_service import receipts
 
-    sock = start_service("a")
+    (sock,) = start_service("a")
     uid, gid = _ids(registry, "alice")
     (answer,) = _as(uid, gid, [sock], MEAN)
     assert answer["ok"], answer
@@ -117,7 +138,7 @@ def test_the_service_answers_the_workspace_its_peer_credentials_name(registry, s
 def test_concurrent_queries_from_two_service_processes_never_overspend(approved_project, registry, start_service):
     from enclave.registry.models import DPBudget, DPSpend, Project
 
-    sockets = [start_service("a"), start_service("b")]
+    sockets = start_service("a", "b")
     uid, gid = _ids(registry, "alice")
     answers = _as(uid, gid, sockets, MEAN, n=12)  # 12 x 0.3 asked at once against a budget of 2.0
     ok = [a for a in answers if a["ok"]]
