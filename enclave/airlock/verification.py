@@ -196,6 +196,11 @@ def judge(session, shot: Snapshot, ledger, loader=None) -> dict[str, dict[str, A
             status = "fail" if problems else "pass"
             reasons = problems or ["differentially private answer computed and charged by the DP service (receipt verified)"]
             checks = {"dp_receipt": status}
+            if not problems and receipts.free_text_has_numbers(path):
+                # The purpose is the researcher's own text, released with the answer: a number there
+                # may be a value copied out of the data, so a reviewer must look at it.
+                status = checks["labels"] = "review"
+                reasons.append("the query's purpose text holds numbers: check that it discloses nothing")
             results[name] = {"status": status, "reasons": reasons, "verdict": None,
                              "details": {"kind": "dp", "checks": checks, "exceptionable": False}}
             continue

@@ -157,6 +157,15 @@ def verify(session, receipt: Any, project: str, extract_version: int, request_id
     return payload
 
 
+def free_text_has_numbers(path: Path) -> bool:
+    """True when the researcher-written text of a DP output (its purpose) holds a digit."""
+    try:
+        purpose = read_output(path)["payload"]["query"].get("purpose", "")
+    except (ReceiptError, KeyError, TypeError, AttributeError):
+        return True
+    return any(ch.isdigit() for ch in str(purpose))
+
+
 def check_output(session, path: Path, project: str, extract_version: int, request_id: int | None) -> list[str]:
     """Problems of a DP output file in the airlock (empty when it is a valid, unused receipt)."""
     try:

@@ -148,6 +148,12 @@ def _unsigned(payload):
     return {k: v for k, v in payload.items() if k != "format"}
 
 
+def test_numbers_in_the_purpose_text_go_to_a_reviewer(approved_project, outputs, registry):
+    name, _ = _receipt_output(registry, outputs("alice"), query={**MEAN_DAYS, "purpose": "top earner 5000000 at S03"})
+    _, files = _submit(approved_project, {name: "DP mean of days attended"})
+    assert files[name]["verdict"] == "review"
+
+
 def test_a_replayed_receipt_fails(approved_project, outputs, registry):
     folder = outputs("alice")
     name, receipt = _receipt_output(registry, folder)

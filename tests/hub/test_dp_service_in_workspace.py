@@ -4,6 +4,7 @@ The workspace cannot make the service charge (or answer for) another project."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from sqlalchemy import select
@@ -35,6 +36,11 @@ def test_a_kernel_gets_a_charged_signed_answer_for_its_own_project_only(running_
     from enclave.registry.models import DPBudget, Project
 
     url = running_hub.settings.registry_url
+    dp_socket = running_hub.settings.hub_dir / "run" / "dp" / "dp.sock"
+    deadline = time.monotonic() + 120
+    while not dp_socket.is_socket():  # the hub starts the service beside itself: wait until it listens
+        assert time.monotonic() < deadline, "the hub did not start the DP service"
+        time.sleep(0.1)
     session = hubclient.login(running_hub.url, "bob", PASSWORDS["bob"])
     started = hubclient.start_server(session, running_hub.url, "bob", "beta")
     assert started.status_code in (201, 202), started.text
