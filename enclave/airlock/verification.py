@@ -176,9 +176,9 @@ def gate_file(folder: Path, name: str, loader, rules, ledger, dataset: str):
 def judge(session, shot: Snapshot, ledger, loader=None) -> dict[str, dict[str, Any]]:
     """Every output of the snapshot judged: name -> {status, reasons, details, verdict}.
 
-    A DP output (one carrying a service receipt) is judged by its receipt alone. Any other goes
-    through the gate; an exception there fails the output. ``details["exceptionable"]`` says
-    whether the rulebook lets a researcher's exception and reviewers' overrides lift its ``fail``.
+    A DP output (one carrying a service receipt) is judged by its receipt alone; any other goes
+    through the gate. ``details["exceptionable"]`` says whether the rulebook lets a researcher's
+    exception and reviewers' overrides lift its ``fail``.
     """
     from enclave.dp_service import receipts
 
@@ -188,46 +188,57 @@ def judge(session, shot: Snapshot, ledger, loader=None) -> dict[str, dict[str, A
     for name in shot.names:
         path = shot.folder / name
         if receipts.claims_receipt(path):
-            problems = receipts.check_output(session, path, shot.project, shot.extract_version, shot.request_id)
-            digest = snap.sha256_file(path)
-            if digest in receipts_seen:
-                problems.append("DP receipt refused: the same receipt appears twice in the request (replay)")
-            receipts_seen.add(digest)
-            status = "fail" if problems else "pass"
-            reasons = problems or ["differentially private answer computed and charged by the DP service (receipt verified)"]
-            checks = {"dp_receipt": status}
-            if not problems and receipts.free_text_has_numbers(path):
-                # The purpose is the researcher's own text, released with the answer: a number there
-                # may be a value copied out of the data, so a reviewer must look at it.
-                status = checks["labels"] = "review"
-                reasons.append("the query's purpose text holds numbers: check that it discloses nothing")
-            results[name] = {"status": status, "reasons": reasons, "verdict": None,
-                             "details": {"kind": "dp", "checks": checks, "exceptionable": False}}
-            continue
-        has_evidence = (shot.folder / snap.evidence_name(name)).is_file()
-        try:
-            verdict = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
-        except Exception as exc:  # fail closed: an output the gate cannot assess does not pass
-            results[name] = {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "verdict": None,
-                             "details": {"checks": {"gate_error": "fail"}, "exceptionable": False}}
-            continue
-        data = plain(verdict)
-        status = data.get("status")
-        if status not in {"pass", "fail", "review"}:
-            status = "fail"
-        if not has_evidence and status == "pass":
-            status = "review"  # without evidence nothing can be recomputed: a human must look
-        if data.get("kind") == "dp" and status != "fail":
-            # Evidence that claims DP without a service receipt: its epsilon was never charged.
-            status = "fail"
-            data.setdefault("checks", {})["dp_receipt"] = "fail"
-            data.setdefault("reasons", []).append("a DP output needs the DP service's receipt: none was found")
-        reasons = data.get("reasons") or []
-        data["exceptionable"] = status == "fail" and when.failure_is_exceptionable(
-            _failed_checks(data), frozenset(shot.rules.exceptionable_checks))
-        results[name] = {"status": status, "reasons": reasons if isinstance(reasons, list) else [reasons],
-                         "details": data, "verdict": verdict}
+            results[name] = _judge_receipt(session, shot, path, receipts_seen)
+        else:
+            results[name] = _judge_by_gate(shot, name, loader, ledger)
     return results
+
+
+def _judge_receipt(session, shot: Snapshot, path: Path, seen: set[str]) -> dict[str, Any]:
+    """A DP output passes on a valid, unused receipt of this project and extract; anything else fails for good."""
+    from enclave.dp_service import receipts
+
+    problems = receipts.check_output(session, path, shot.project, shot.extract_version, shot.request_id)
+    digest = snap.sha256_file(path)
+    if digest in seen:
+        problems.append("DP receipt refused: the same receipt appears twice in the request (replay)")
+    seen.add(digest)
+    status = "fail" if problems else "pass"
+    reasons = problems or ["differentially private answer computed and charged by the DP service (receipt verified)"]
+    checks = {"dp_receipt": status}
+    if not problems and receipts.free_text_has_numbers(path):
+        # The purpose is the researcher's own text, released with the answer: a number there may be
+        # a value copied out of the data, so a reviewer must look at it.
+        status = checks["labels"] = "review"
+        reasons.append("the query's purpose text holds numbers: check that it discloses nothing")
+    return {"status": status, "reasons": reasons, "verdict": None,
+            "details": {"kind": "dp", "checks": checks, "exceptionable": False}}
+
+
+def _judge_by_gate(shot: Snapshot, name: str, loader, ledger) -> dict[str, Any]:
+    """The gate's verdict on one output; an exception in the gate fails it (fail closed)."""
+    has_evidence = (shot.folder / snap.evidence_name(name)).is_file()
+    try:
+        verdict = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
+    except Exception as exc:  # an output the gate cannot assess does not pass
+        return {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "verdict": None,
+                "details": {"checks": {"gate_error": "fail"}, "exceptionable": False}}
+    data = plain(verdict)
+    status = data.get("status")
+    if status not in {"pass", "fail", "review"}:
+        status = "fail"
+    if not has_evidence and status == "pass":
+        status = "review"  # without evidence nothing can be recomputed: a human must look
+    if data.get("kind") == "dp" and status != "fail":
+        # Evidence that claims DP without a service receipt: its epsilon was never charged.
+        status = "fail"
+        data.setdefault("checks", {})["dp_receipt"] = "fail"
+        data.setdefault("reasons", []).append("a DP output needs the DP service's receipt: none was found")
+    reasons = data.get("reasons") or []
+    data["exceptionable"] = status == "fail" and when.failure_is_exceptionable(
+        _failed_checks(data), frozenset(shot.rules.exceptionable_checks))
+    return {"status": status, "reasons": reasons if isinstance(reasons, list) else [reasons],
+            "details": data, "verdict": verdict}
 
 
 def _failed_checks(data: dict[str, Any]) -> frozenset[str]:

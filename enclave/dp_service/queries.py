@@ -67,16 +67,24 @@ class DPQuery(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _read_table(extract_dir: Path, manifest: dict[str, Any], table: str) -> pd.DataFrame:
+def _read_table(extract_dir: Path, manifest: dict[str, Any], query: DPQuery) -> pd.DataFrame:
+    """The query's table, with only the columns it uses (and the person key)."""
+    import pyarrow.parquet as pq
+
     tables = manifest.get("tables") or {}
-    if table not in tables:
-        raise QueryError(f"table {table!r} is not in the extract; tables: {', '.join(sorted(tables))}")
-    info = tables[table] if isinstance(tables[table], dict) else {}
-    name = info.get("file") or f"{table}.parquet"
+    if query.table not in tables:
+        raise QueryError(f"table {query.table!r} is not in the extract; tables: {', '.join(sorted(tables))}")
+    info = tables[query.table] if isinstance(tables[query.table], dict) else {}
+    name = info.get("file") or f"{query.table}.parquet"
     path = (Path(extract_dir) / name).resolve()
     if path.parent != Path(extract_dir).resolve() or not path.is_file():
-        raise QueryError(f"table {table!r} has no file in the extract")
-    return pd.read_parquet(path)
+        raise QueryError(f"table {query.table!r} has no file in the extract")
+    present = set(pq.read_schema(path).names)
+    for column in [*query.where, *([query.column] if query.column else [])]:
+        if column not in present:
+            raise QueryError(f"column {column!r} is not in table {query.table!r}")
+    wanted = {*query.where, *([query.column] if query.column else []), PERSON_COLUMN} & present
+    return pd.read_parquet(path, columns=sorted(wanted))
 
 
 def select_values(query: DPQuery, frame: pd.DataFrame) -> np.ndarray | pd.Series:
@@ -117,4 +125,4 @@ def answer(query: DPQuery, values, budget) -> float:
 
 def load_values(query: DPQuery, extract_dir: Path, manifest: dict[str, Any]):
     """Read the extract and select the query's records (before any budget is touched)."""
-    return select_values(query, _read_table(extract_dir, manifest, query.table))
+    return select_values(query, _read_table(extract_dir, manifest, query))
