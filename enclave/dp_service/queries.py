@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from disclosure_control import dp
@@ -67,10 +69,8 @@ class DPQuery(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _read_table(extract_dir: Path, manifest: dict[str, Any], query: DPQuery) -> pd.DataFrame:
+def _read_table(extract_dir: Path, manifest: dict[str, Any], query: DPQuery) -> pa.Table:
     """The query's table, with only the columns it uses (and the person key)."""
-    import pyarrow.parquet as pq
-
     tables = manifest.get("tables") or {}
     if query.table not in tables:
         raise QueryError(f"table {query.table!r} is not in the extract; tables: {', '.join(sorted(tables))}")
@@ -80,35 +80,53 @@ def _read_table(extract_dir: Path, manifest: dict[str, Any], query: DPQuery) -> 
     if path.parent != Path(extract_dir).resolve() or not path.is_file():
         raise QueryError(f"table {query.table!r} has no file in the extract")
     present = set(pq.read_schema(path).names)
-    for column in [*query.where, *([query.column] if query.column else [])]:
-        if column not in present:
-            raise QueryError(f"column {column!r} is not in table {query.table!r}")
     wanted = {*query.where, *([query.column] if query.column else []), PERSON_COLUMN} & present
-    return pd.read_parquet(path, columns=sorted(wanted))
+    return pq.read_table(path, columns=sorted(wanted))
 
 
-def select_values(query: DPQuery, frame: pd.DataFrame) -> np.ndarray | pd.Series:
-    """The records the query is about, one per person, as the column's values (or presence flags)."""
+def _filter_mask(query: DPQuery, table: pa.Table) -> pa.ChunkedArray | None:
+    mask = None
+    for name, allowed in query.where.items():
+        try:
+            values = pa.array(allowed).cast(table[name].type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            raise QueryError(f"where[{name!r}]: values do not match the column's type {table[name].type}") from None
+        hit = pc.fill_null(pc.is_in(table[name], value_set=values), False)
+        mask = hit if mask is None else pc.and_(mask, hit)
+    return mask
+
+
+def select_values(query: DPQuery, table: pa.Table) -> np.ndarray:
+    """The records the query is about, one per person, as the column's values (or presence flags).
+
+    Filtering and the one-record-per-person reduction run in Arrow (a hash group-by): the person
+    keys never become Python strings, which is most of a query's cost on a large table.
+    """
     for name in [*query.where, *([query.column] if query.column else [])]:
-        if name not in frame.columns:
+        if name not in table.column_names:
             raise QueryError(f"column {name!r} is not in table {query.table!r}")
         if name == PERSON_COLUMN:
             raise QueryError(f"column {name!r} is the person key: it cannot be queried")
-    mask = np.ones(len(frame), dtype=bool)
-    for name, allowed in query.where.items():
-        mask &= frame[name].isin(allowed).to_numpy()
-    chosen = frame.loc[mask]
-    if PERSON_COLUMN in chosen.columns:
-        chosen = chosen.drop_duplicates(PERSON_COLUMN, keep="first")  # one contribution per person
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):  # categorical columns compare by their values
+            table = table.set_column(i, field.name, pc.cast(table[field.name], field.type.value_type))
+    mask = _filter_mask(query, table)
+    if mask is not None:
+        table = table.filter(mask)
+    if PERSON_COLUMN in table.column_names:  # one contribution per person: their first matching record
+        rows = table.select([PERSON_COLUMN]).append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        first = rows.group_by(PERSON_COLUMN).aggregate([("row", "min")])["row_min"].to_numpy()
+        table = table.take(np.sort(first))
     if query.column is None:
-        return np.ones(len(chosen), dtype=bool)
-    values = chosen[query.column]
+        return np.ones(table.num_rows, dtype=bool)
+    column = table[query.column]
     if query.statistic == "count":
-        return values.notna().to_numpy()
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().sum() < values.notna().sum():
+        return column.is_valid().to_numpy(zero_copy_only=False)
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+            or pa.types.is_decimal(kind)):
         raise QueryError(f"column {query.column!r} is not numeric: a DP {query.statistic} needs numbers")
-    return numeric.to_numpy(dtype=float)
+    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
 
 
 def answer(query: DPQuery, values, budget) -> float:

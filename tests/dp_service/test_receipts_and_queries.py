@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from enclave.dp_service import receipts
@@ -71,12 +72,18 @@ def test_privacy_leak_warning_is_an_error():
 
 
 def test_each_person_contributes_one_record():
-    frame = pd.DataFrame({"pseudonym": ["a"] * 50 + ["b", "c"], "days": [180.0] * 50 + [10.0, 20.0],
-                          "sex": ["F"] * 50 + ["M", "F"]})
+    frame = pa.Table.from_pandas(pd.DataFrame({"pseudonym": ["a"] * 50 + ["b", "c"], "days": [180.0] * 50 + [10.0, 20.0],
+                                               "sex": ["F"] * 50 + ["M", "F"]}), preserve_index=False)
     values = select_values(DPQuery(statistic="sum", table="t", column="days", epsilon=1.0, bounds=(0, 200)), frame)
     assert sorted(values.tolist()) == [10.0, 20.0, 180.0]
     flags = select_values(DPQuery(statistic="count", table="t", epsilon=1.0, where={"sex": ["F"]}), frame)
     assert flags.sum() == 2
+    categorical = pa.Table.from_pandas(frame.to_pandas().astype({"sex": "category"}), preserve_index=False)
+    assert select_values(DPQuery(statistic="count", table="t", epsilon=1.0, where={"sex": ["M"]}), categorical).sum() == 1
+    with pytest.raises(QueryError, match="type"):
+        select_values(DPQuery(statistic="count", table="t", epsilon=1.0, where={"days": ["many"]}), frame)
+    with pytest.raises(QueryError, match="not numeric"):
+        select_values(DPQuery(statistic="mean", table="t", column="sex", epsilon=1.0, bounds=(0, 1)), frame)
     with pytest.raises(QueryError, match="person key"):
         select_values(DPQuery(statistic="count", table="t", column="pseudonym", epsilon=1.0), frame)
 
