@@ -43,6 +43,8 @@ class RuleSet(BaseModel):
     allowed_extensions: tuple[str, ...] = ("csv", "json", "png", "svg", "txt", "md", "html")
     identifier_column_patterns: tuple[str, ...] = ()
     identifier_value_pattern: str = r"^[0-9a-f]{16,}$"
+    # Checks whose `fail` a researcher's exception plus reviewers' overrides may lift; any other fail is final.
+    exceptionable_checks: tuple[str, ...] = ()
 
     @field_validator("nk_rules")
     @classmethod
@@ -83,6 +85,7 @@ class RuleSet(BaseModel):
             allowed_extensions=tuple(sorted(allowed)),
             identifier_column_patterns=tuple(patterns),
             identifier_value_pattern=rulesets[0].identifier_value_pattern,
+            exceptionable_checks=tuple(sorted(set.intersection(*(set(r.exceptionable_checks) for r in rulesets)))),
         )
 
 

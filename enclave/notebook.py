@@ -10,20 +10,19 @@ can recompute it::
     school = acro.load("school_enrollment")
     acro.crosstab(school.school_name, school.homeless_flag)
 
-DP queries are charged to a local copy of the project's budget for immediate feedback; the
-binding charge is made by the gate when a DP output is released (a workspace file can be
-edited by its owner, the registry cannot).
+DP queries (``dp_query``, ``dp_count``, ``dp_mean``) are answered by the DP budget service on
+the host, which runs them on the extract and charges the project's budget in the registry; the
+signed receipt it returns is the output to release (nothing the workspace writes sets epsilon).
 """
 from __future__ import annotations
 
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
-from disclosure_control import dp
 from disclosure_control.safe import ACRO
 from enclave.settings import get_settings
 
@@ -99,44 +98,38 @@ def session(suppress: bool = False, outputs_dir: str | Path | None = None, quiet
     )
 
 
-def budget() -> dp.Budget:
-    """The workspace's view of the project's DP budget (the release gate makes the binding charge)."""
-    m = manifest()
-    path = get_settings().workspace_outputs.parent / ".dp_budget.sqlite"
-    b = dp.Budget(path, m.get("project", "project"))
-    total = float((m.get("conditions") or {}).get("dp_epsilon") or m.get("dp_epsilon") or 0.0)
-    if b.total == 0 and total > 0:
-        b.set_total(total)
-    return b
+def dp_query(statistic: str, table: str, column: str | None = None, *, epsilon: float,
+             bounds: tuple[float, float] | None = None, where: dict[str, Any] | None = None, q: float | None = None,
+             purpose: str = "") -> float:
+    """A differentially private statistic of the extract, answered and charged by the host's DP service.
 
+    ``statistic`` is count, sum, mean or quantile over ``table.column`` (one record per person),
+    restricted by ``where`` (column -> value or list of values); magnitudes need ``bounds``. The
+    service runs the query on the extract, charges the project's budget and signs a receipt; the
+    receipt is saved in ``~/outputs`` as the output to request for release. Returns the noisy answer.
+    """
+    from disclosure_control.evidence import atomic_write_text
+    from enclave.dp_service import client, receipts
 
-def _save_dp_output(method: str, value: float, epsilon: float, purpose: str, table: str | None, options: dict[str, Any]) -> Path:
-    """Write a DP result with ``dp`` evidence: the gate sends it to a reviewer, the release charges epsilon."""
-    import datetime as dt
-    import secrets
-
-    from disclosure_control.evidence import Evidence, atomic_write_text, sha256_file
-
+    filters = {k: (list(v) if isinstance(v, (list, tuple, set)) else [v]) for k, v in (where or {}).items()}
+    query = {"statistic": statistic, "table": table, "column": column, "epsilon": epsilon,
+             "bounds": list(bounds) if bounds is not None else None, "where": filters, "q": q, "purpose": purpose}
+    answer = client.ask({k: v for k, v in query.items() if v is not None})
+    receipt = answer["receipt"]
     out = get_settings().workspace_outputs
-    output_id = f"dp_{method}_{secrets.token_hex(4)}"
-    path = out / f"{output_id}.csv"
-    atomic_write_text(path, f"statistic,value\n{purpose},{value!r}\n")
-    Evidence(output_id=output_id, output_file=path.name, method=f"dp_{method}", kind="dp", table=table,
-             options={"epsilon": float(epsilon), "purpose": purpose, **options}, agencies=_agencies(),
-             output_sha256=sha256_file(path), created=dt.datetime.now(dt.UTC).isoformat()).write(out)
-    return path
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"dp_{statistic}_{receipt['payload']['spend_id']}.json"
+    atomic_write_text(path, receipts.render(receipt))
+    return float(receipt["payload"]["result"])
 
 
-def dp_count(values: Sequence[Any], epsilon: float, purpose: str = "count", table: str | None = None) -> float:
-    """A differentially private count, charged to the project's budget and saved for release."""
-    result = dp.count(values, epsilon=epsilon, budget=budget(), purpose=purpose)
-    _save_dp_output("count", result, epsilon, purpose, table, {})
-    return result
+def dp_count(table: str, column: str | None = None, *, epsilon: float, where: dict[str, Any] | None = None,
+             purpose: str = "count") -> float:
+    """A differentially private count of persons in ``table`` (with ``column`` present), charged by the DP service."""
+    return dp_query("count", table, column, epsilon=epsilon, where=where, purpose=purpose)
 
 
-def dp_mean(values: Sequence[float], epsilon: float, bounds: tuple[float, float], purpose: str = "mean",
-            table: str | None = None) -> float:
-    """A differentially private mean with explicit bounds, charged to the project's budget and saved for release."""
-    result = dp.mean(values, epsilon=epsilon, bounds=bounds, budget=budget(), purpose=purpose)
-    _save_dp_output("mean", result, epsilon, purpose, table, {"bounds": list(bounds)})
-    return result
+def dp_mean(table: str, column: str, *, epsilon: float, bounds: tuple[float, float],
+            where: dict[str, Any] | None = None, purpose: str = "mean") -> float:
+    """A differentially private mean of ``table.column`` with explicit bounds, charged by the DP service."""
+    return dp_query("mean", table, column, epsilon=epsilon, bounds=bounds, where=where, purpose=purpose)

@@ -22,6 +22,7 @@ for d in (hub_dir, run_dir):
     d.mkdir(parents=True, exist_ok=True, mode=0o711)
 repo = Path(__file__).resolve().parent.parent
 hub_socket = run_dir / "hub.sock"
+dp_socket = run_dir / "dp" / "dp.sock"  # alone in its folder: the spawner binds the folder
 
 # -- network: proxy public port on loopback; hub on a unix socket ---------------------------------
 c.JupyterHub.bind_url = oidc.public_url(settings)
@@ -113,3 +114,15 @@ c.JupyterHub.services = [
         ],
     }
 ]
+
+# -- DP budget service (enclave.dp_service): answers workspaces' DP queries on the host -------------
+# A managed service: the hub starts it (with the enclave's settings; a service inherits nothing of
+# the hub's environment) and stops it. Its socket is bound into every sandbox by the spawner.
+from hub_config.launcher import settings_env  # noqa: E402
+
+c.JupyterHub.services.append({
+    "name": "dp-budget",
+    "command": [sys.executable, "-m", "enclave.dp_service", f"--socket={dp_socket}"],
+    "environment": settings_env(settings),
+})
+c.SandboxSpawner.dp_socket_path = str(dp_socket)

@@ -58,7 +58,8 @@ class Managed:
 
 def stop_strays(settings: Settings) -> None:
     """Stop the children a hub started but did not stop (it crashed, was killed or failed to start):
-    its proxy (named by its pid file) and its idle culler (named by this hub's own URL)."""
+    its proxy (named by its pid file), its idle culler (named by this hub's own URL) and its DP
+    budget service (named by its socket)."""
     pid_file = settings.hub_dir / "run" / "proxy.pid"
     try:
         pid = int(pid_file.read_text().strip())
@@ -68,9 +69,11 @@ def stop_strays(settings: Settings) -> None:
         pass
     pid_file.unlink(missing_ok=True)
     culler_url = f"--url={oidc.public_url(settings)}/hub/api"
+    dp_socket = f"--socket={settings.hub_dir / 'run' / 'dp' / 'dp.sock'}"  # the DP service (jupyterhub_config.py)
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "jupyterhub_idle_culler" in cmdline and culler_url in cmdline:
+        if ("jupyterhub_idle_culler" in cmdline and culler_url in cmdline) or (
+                "enclave.dp_service" in cmdline and dp_socket in cmdline):
             try:
                 proc.terminate()
             except psutil.Error:

@@ -92,6 +92,10 @@ class SandboxSpawner(Spawner):
     cpu_seconds = Integer(36000, help="CPU-time limit of each workspace process (seconds).").tag(config=True)
     open_files = Integer(1024, help="Open-file limit of each workspace process.").tag(config=True)
     terminals_enabled = Bool(False, help="Let workspace users open terminals.").tag(config=True)
+    dp_socket_path = Unicode(
+        "", help="Host path of the DP budget service's unix socket (enclave.dp_service), alone in its folder; "
+        "the folder is bound read-only into every sandbox."
+    ).tag(config=True)
     stop_grace_seconds = Float(3.0, help="Seconds between SIGTERM and SIGKILL at stop.").tag(config=True)
 
     # Set by start() or load_state(); persisted through get_state().
@@ -319,6 +323,7 @@ class SandboxSpawner(Spawner):
             seccomp_fd=seccomp_fd,
         )
         argv = sandbox.bwrap_argv(spec, bwrap=self.bwrap_path, setpriv=self.setpriv_path, prlimit=self.prlimit_path)
+        argv = self._with_dp_socket(argv)
         log_dir = Path(self.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -336,6 +341,27 @@ class SandboxSpawner(Spawner):
         await self._audit("workspace.started")
         self.log.info("workspace %s/%s started in sandbox pid %s", self.user.name, self.name, self.pid)
         return self.socket_url
+
+    # -- the DP budget service's socket (enclave.dp_service) ---------------------------------------------------------
+    def _with_dp_socket(self, argv: list[str]) -> list[str]:
+        """``argv`` with the folder of the DP service's socket bound read-only where
+        ``enclave.dp_service.client.SANDBOX_SOCKET`` lies.
+
+        The folder (holding that socket alone) rather than the socket: a service (re)started after
+        the workspace still appears in it. The service tells projects apart by the caller's uid
+        and gid (SO_PEERCRED), so one socket serves every sandbox. Inserted before ``--chdir``:
+        after the tmpfs on /run, which would hide it.
+        """
+        if not self.dp_socket_path:
+            return argv
+        from enclave.dp_service.client import SANDBOX_SOCKET
+
+        host_dir = Path(self.dp_socket_path).parent
+        host_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+        at = argv.index("--chdir")
+        bind = ["--perms", "0755", "--dir", str(Path(SANDBOX_SOCKET).parent),
+                "--ro-bind", str(host_dir), str(Path(SANDBOX_SOCKET).parent)]
+        return argv[:at] + bind + argv[at:]
 
     async def _wait_for_socket(self) -> None:
         """Return once the server's socket exists, so the hub's first readiness check succeeds.

@@ -24,6 +24,7 @@ class OutputFacts:
     name: str
     verdict: str | None = None  # gate status: pass | fail | review (None before the gate ran)
     exception_text: str | None = None  # the researcher's justification for a failed output
+    exceptionable: bool = False  # the gate's fail is one the rulebook lets an exception lift
 
 
 @dataclass(frozen=True)

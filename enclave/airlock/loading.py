@@ -116,7 +116,8 @@ def facts(session: Session, req: ReleaseRequest, today: dt.date | None = None) -
     outputs = []
     for f in sorted(req.files, key=lambda f: f.name):
         verdict = latest_verdict(session, f.id) if round_ else None
-        outputs.append(OutputFacts(f.name, verdict.status if verdict else None, f.exception_text or None))
+        exceptionable = bool(verdict is not None and isinstance(verdict.details, dict) and verdict.details.get("exceptionable") is True)
+        outputs.append(OutputFacts(f.name, verdict.status if verdict else None, f.exception_text or None, exceptionable))
     reviews = []
     for r in session.scalars(select(Review).where(Review.request_id == req.id, Review.round == round_)).all():
         overridden = frozenset(n for n, d in (r.file_decisions or {}).items() if isinstance(d, dict) and d.get("override"))

@@ -1,7 +1,7 @@
 """When a release request may move. Each rule is one small function; its docstring is the refusal reason."""
 from __future__ import annotations
 
-from enclave.airlock.facts import RequestFacts, ReviewFacts
+from enclave.airlock.facts import OutputFacts, RequestFacts, ReviewFacts
 from enclave.airlock.states import EDITABLE, UNDER_REVIEW, RequestState
 
 
@@ -18,6 +18,21 @@ def request_is_editable(request: RequestFacts) -> bool:
 def request_has_outputs(request: RequestFacts) -> bool:
     """A request needs at least one output before it is submitted."""
     return len(request.outputs) > 0
+
+
+def failure_is_exceptionable(failed_checks: frozenset[str], exceptionable_checks: frozenset[str]) -> bool:
+    """A fail can be lifted only when every check it failed is one the rulebook marks exceptionable."""
+    return bool(failed_checks) and failed_checks <= exceptionable_checks
+
+
+def failed_output_is_exceptionable(output: OutputFacts) -> bool:
+    """A failed output can be lifted only when the rulebook marks its failure exceptionable (never microdata or identifiers)."""
+    return output.verdict != "fail" or output.exceptionable
+
+
+def no_output_is_blocked(request: RequestFacts) -> bool:
+    """No output may have a fail that an exception cannot lift (microdata, identifiers, file type, tampering)."""
+    return all(failed_output_is_exceptionable(o) for o in request.outputs)
 
 
 def failed_outputs_have_exceptions(request: RequestFacts) -> bool:
@@ -41,11 +56,12 @@ def reviewer_has_not_reviewed(request: RequestFacts, reviewer: str) -> bool:
 
 
 def approval_overrides_every_failed_output(request: RequestFacts, review: ReviewFacts) -> bool:
-    """An approving review must explicitly override every failed output, and only outputs with an exception."""
+    """An approving review must explicitly override every failed output, and only exceptionable outputs with an exception."""
     if review.decision != "approve":
         return True
     failed = {o.name for o in request.outputs if o.verdict == "fail"}
-    excused = {o.name for o in request.outputs if o.verdict == "fail" and o.exception_text}
+    excused = {o.name for o in request.outputs
+               if o.verdict == "fail" and o.exception_text and failed_output_is_exceptionable(o)}
     return failed <= review.overridden and review.overridden & failed <= excused
 
 
@@ -76,9 +92,10 @@ def request_is_approved(request: RequestFacts) -> bool:
 
 
 def ready_for_approval(request: RequestFacts, required: int) -> bool:
-    """All the conditions for approval hold: checked outputs, enough independent approvals, no objection, stewards."""
+    """All the conditions for approval hold: checked outputs, none blocked, enough independent approvals, no objection, stewards."""
     return (
         every_output_was_checked(request)
+        and no_output_is_blocked(request)
         and enough_independent_approvals(request, required)
         and no_review_objects(request)
         and failed_outputs_have_exceptions(request)

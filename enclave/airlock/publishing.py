@@ -1,6 +1,6 @@
 """Release of an approved request: copy its outputs out of the airlock into
 ``releases/<project>/<request>/`` with checksums, enter them in the differencing ledger and
-record the project's differential-privacy spend, all audited.
+tie each verified DP receipt to the release (DP is charged by the DP service, never here), all audited.
 
 The copy is staged in a hidden folder inside the registry transaction and renamed into the
 public zone only after the commit; ``recover`` rolls a committed release forward and removes the
@@ -9,14 +9,12 @@ staging of an uncommitted one, so the public zone never shows a release the regi
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 from pathlib import Path
-
-import numpy as np
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from enclave import audit
@@ -24,31 +22,17 @@ from enclave.airlock import loading
 from enclave.airlock import permissions as who
 from enclave.airlock import policies as when
 from enclave.airlock import snapshot as snap
+from enclave.airlock import verification as verify
 from enclave.airlock.errors import Refused, require
 from enclave.airlock.faults import crash_point
-from enclave.airlock.requests import require_intact_snapshot, tamper_alarm
 from enclave.airlock.states import RequestState
+from enclave.airlock.verification import ledger_path, require_intact_snapshot, tamper_alarm
+from enclave.dp_service import receipts as dp_receipts
 from enclave.registry.base import ensure_schema, session_scope
-from enclave.registry.models import DPBudget, DPSpend, Release
+from enclave.registry.models import Release
 from enclave.settings import get_settings
 
 CHECKSUMS_FILE = "SHA256SUMS"
-LEDGER_FILE = "ledger.sqlite"
-
-
-def ledger_path() -> Path:
-    """The differencing ledger of everything ever released (``releases/ledger.sqlite``)."""
-    return get_settings().releases / LEDGER_FILE
-
-
-def _epsilon_of(evidence: dict[str, Any] | None) -> float:
-    """Privacy budget an output spent, as its evidence records it (0 for non-DP outputs)."""
-    if not isinstance(evidence, dict):
-        return 0.0
-    for holder in (evidence, evidence.get("dp") or {}, evidence.get("options") or {}):
-        if isinstance(holder, dict) and isinstance(holder.get("epsilon"), (int, float)):
-            return float(holder["epsilon"])
-    return 0.0
 
 
 def _populations(verdict: Any, prefix: str) -> list:
@@ -66,37 +50,35 @@ def _populations(verdict: Any, prefix: str) -> list:
                        np.asarray(members, dtype=np.int64)) for label, members in p["cells"].items()]
 
 
-def _recheck(session, req, facts, folder: Path) -> list:
-    """Run the gate again on the snapshot, now, against everything released since the check.
+def _recheck(session, req, facts) -> list:
+    """Judge the snapshot again, now, against everything released since the check.
 
     Two requests approved side by side could each pass alone and together difference each
     other: an output that passed at its check and fails now, or any output whose cells now
-    difference against released ones, is refused. Returns the populations to enter in the ledger.
+    difference against released ones, is refused. A DP output's receipt is verified again (not
+    forged, not edited, this project's, this extract's, not released before). Returns the
+    populations to enter in the ledger.
     """
     from disclosure_control import differencing
 
-    from enclave.airlock.checking import _rules_for, dataset_id, extract_loader, gate_file
-    from enclave.airlock.requests import extract_for_round
-
-    settings = get_settings()
-    extract = extract_for_round(session, req)
-    loader = extract_loader(settings.extracts / extract.path, extract.manifest)
-    proj = loading.project(session, facts.project)
-    rules = _rules_for(session, proj)
+    shot = verify.open_snapshot(session, req)
     ledger = differencing.Ledger(ledger_path())
-    dataset = dataset_id(facts.project, extract.version)
     prefix = f"{facts.project}/{req.id}/"
+    judged = verify.judge(session, shot, None)
     populations = []
     for output in facts.outputs:
-        verdict = gate_file(folder, output.name, loader, rules, None, dataset)
-        pops = _populations(verdict, prefix)
+        result = judged[output.name]
+        if output.verdict == "pass" and result["status"] != "pass":
+            raise Refused("still_passes_at_release",
+                          f"{output.name} passed its check but now fails: " + "; ".join(result["reasons"][:3]))
+        if result["status"] == "fail" and not result["details"].get("exceptionable"):
+            raise Refused("failed_output_is_exceptionable",
+                          f"{output.name}: " + when.failed_output_is_exceptionable.__doc__.strip())
+        pops = _populations(result["verdict"], prefix) if result["verdict"] is not None else []
         # Cells this very request entered before a crash interrupted its release are not an attack.
-        hits = [h for h in ledger.attacks(pops, rules.threshold) if not h.released_output.startswith(prefix)]
+        hits = [h for h in ledger.attacks(pops, shot.rules.threshold) if not h.released_output.startswith(prefix)]
         if hits:
             raise Refused("no_differencing_at_release", f"{output.name}: " + hits[0].reason())
-        if output.verdict == "pass" and verdict.status != "pass":
-            raise Refused("still_passes_at_release",
-                          f"{output.name} passed its check but now fails: " + "; ".join(verdict.reasons[:3]))
         populations += pops
     return populations
 
@@ -121,24 +103,14 @@ def release(username: str | None, request_id: int, *, url: str | None = None) ->
         round_ = facts.extra["round"]
         record = loading.snapshot(session, req.id, round_)
         source = settings.airlock / record.path
-        populations = _recheck(session, req, facts, source)
+        populations = _recheck(session, req, facts)
         names = sorted(f.name for f in req.files)
-        epsilon = 0.0
-        for name in names:
-            evidence_file = source / snap.evidence_name(name)
-            epsilon += _epsilon_of(json.loads(evidence_file.read_text()) if evidence_file.is_file() else None)
-        proj = loading.project(session, facts.project)
-        if epsilon > 0:
-            budget = session.get(DPBudget, proj.id)
-            if budget is None:
-                raise Refused("dp_budget_exists", f"project {facts.project} has no DP budget but its outputs spent epsilon")
-            if budget.epsilon_spent + epsilon > budget.epsilon_total + 1e-12:
-                raise Refused("dp_budget_not_exceeded",
-                              f"releasing would bring the DP spend to {budget.epsilon_spent + epsilon:g} of {budget.epsilon_total:g}")
-            budget.epsilon_spent += epsilon
-            budget.updated_at = dt.datetime.now(dt.UTC)
-            session.add(DPSpend(project_id=proj.id, epsilon=epsilon, release_request_id=req.id,
-                                description=f"release of request {req.id}"))
+        # DP outputs were charged by the DP service when the researcher saw them: the release only
+        # ties each verified receipt to this request (a receipt is released once), never charges.
+        try:
+            receipts_released = dp_receipts.mark_released(session, source, names, req.id)
+        except dp_receipts.ReceiptError as exc:
+            raise Refused("dp_receipt_used_once", str(exc)) from None
 
         staging = _staging_dir(facts.project, req.id)
         if staging.exists():  # left by an attempt that died before its commit: never published, redo it
@@ -171,7 +143,7 @@ def release(username: str | None, request_id: int, *, url: str | None = None) ->
         req.state_changed_at = dt.datetime.now(dt.UTC)
         audit.append(session, actor=person.username, action="release.released", project=facts.project,
                      subject=f"request:{req.id}",
-                     details={"round": round_, "checksums": checksums, "ledger_cells": entered, "epsilon": epsilon})
+                     details={"round": round_, "checksums": checksums, "ledger_cells": entered, "dp_receipts": receipts_released})
         project_slug, request_number = facts.project, req.id
     # Published only once the registry has committed the release: nothing appears in the public
     # zone that the registry does not record. A crash in between is rolled forward by ``recover``.

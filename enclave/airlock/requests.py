@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -19,12 +18,13 @@ from enclave import audit
 from enclave.airlock import loading
 from enclave.airlock import permissions as who
 from enclave.airlock import policies as when
+from enclave.airlock import checking
 from enclave.airlock import snapshot as snap
-from enclave.airlock.errors import AirlockError, NotFound, Refused, TamperDetected, require
+from enclave.airlock.errors import AirlockError, NotFound, Refused, require
 from enclave.airlock.faults import crash_point
 from enclave.airlock.states import RequestState
 from enclave.registry.base import ensure_schema, session_scope
-from enclave.registry.models import Extract, ReleaseFile, ReleaseRequest, ReleaseSnapshot, Verdict
+from enclave.registry.models import ReleaseFile, ReleaseRequest, ReleaseSnapshot, Verdict
 from enclave.settings import get_settings
 
 OUTPUTS_FOLDER = "outputs"
@@ -137,6 +137,7 @@ def add_exception(username: str | None, request_id: int, name: str, text: str, *
         target = next((f for f in req.files if f.name == name), None)
         if target is None:
             raise NotFound(f"request {request_id} has no output {name!r}")
+        require(when.failed_output_is_exceptionable, next(o for o in facts.outputs if o.name == name))
         target.exception_text = text.strip()
         audit.append(session, actor=person.username, action="release.exception_added", project=facts.project,
                      subject=f"request:{req.id}", details={"file": name})
@@ -214,9 +215,7 @@ def submit(username: str | None, request_id: int, *, url: str | None = None, che
                      details={"round": round_, "checksums": checksums, "extract_version": extract.version})
         crash_point("airlock.before_commit")
     if check:
-        from enclave.airlock.checking import run_gate
-
-        run_gate(request_id, url=url)
+        checking.run_gate(request_id, url=url)
     return round_
 
 
@@ -231,55 +230,3 @@ def withdraw(username: str | None, request_id: int, *, url: str | None = None) -
         req.state_changed_at = dt.datetime.now(dt.UTC)
         audit.append(session, actor=person.username, action="release.withdrawn", project=facts.project,
                      subject=f"request:{req.id}", details={})
-
-
-def snapshot_problems(session, req: ReleaseRequest) -> list[str]:
-    """Files of the current snapshot that are missing, extra or whose sha256 changed since submission."""
-    round_ = loading.current_round(session, req.id)
-    record = loading.snapshot(session, req.id, round_)
-    if record is None:
-        return ["no snapshot"]
-    folder = get_settings().airlock / record.path
-    problems = []
-    present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    for name, digest in sorted(record.checksums.items()):
-        path = folder / name
-        if name not in present or path.is_symlink() or not path.is_file():
-            problems.append(f"{name}: missing")
-        elif snap.sha256_file(path) != digest:
-            problems.append(f"{name}: changed since its snapshot")
-    for extra in sorted(present - set(record.checksums)):
-        problems.append(f"{extra}: not part of the snapshot")
-    return problems
-
-
-def require_intact_snapshot(session, req: ReleaseRequest, project: str) -> None:
-    """Refuse when the snapshot no longer matches its checksums (the caller audits via ``tamper_alarm``)."""
-    problems = snapshot_problems(session, req)
-    if problems:
-        raise TamperDetected(req.id, project, problems)
-
-
-@contextmanager
-def tamper_alarm(url: str, actor_name: str | None):
-    """Record a detected tampering in the audit chain after the refused transaction rolled back."""
-    try:
-        yield
-    except TamperDetected as exc:
-        with session_scope(url) as session:
-            audit.append(session, actor=actor_name or "unknown", action="release.tamper_detected",
-                         project=exc.project, subject=f"request:{exc.request_id}", details={"problems": exc.problems})
-        raise
-
-
-def extract_for_round(session, req: ReleaseRequest) -> Extract:
-    round_ = loading.current_round(session, req.id)
-    record = loading.snapshot(session, req.id, round_)
-    if record is None:
-        raise AirlockError(f"request {req.id} has no snapshot")
-    extract = session.scalars(
-        select(Extract).where(Extract.project_id == req.project_id, Extract.version == record.extract_version)
-    ).first()
-    if extract is None or extract.state != "ready":
-        raise Refused("extract_is_available", f"extract version {record.extract_version} of the project is withdrawn or missing")
-    return extract

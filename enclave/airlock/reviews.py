@@ -17,7 +17,7 @@ from enclave.airlock import permissions as who
 from enclave.airlock import policies as when
 from enclave.airlock.errors import AirlockError, Refused, require
 from enclave.airlock.facts import RequestFacts, ReviewFacts
-from enclave.airlock.requests import require_intact_snapshot, tamper_alarm
+from enclave.airlock.verification import require_intact_snapshot, tamper_alarm
 from enclave.airlock.states import RequestState, can_move
 from enclave.registry.base import ensure_schema, session_scope
 from enclave.registry.models import Agency, Review, StewardApproval

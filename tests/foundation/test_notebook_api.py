@@ -1,4 +1,4 @@
-"""The researcher API: extract discovery, refusals outside a workspace, DP outputs charged and saved."""
+"""The researcher API: extract discovery, refusals outside a workspace."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,6 @@ import json
 import pandas as pd
 import pytest
 
-from disclosure_control.dp import BudgetExceeded
 from enclave.settings import get_settings
 
 
@@ -47,17 +46,7 @@ def test_table_names_cannot_escape_the_extract(workspace):
         workspace.read_table("../data/school")
 
 
-def test_dp_count_is_charged_and_saved_with_dp_evidence(workspace):
-    values = workspace.read_table("school").pseudonym
-    workspace.dp_count(values, epsilon=0.4, purpose="pupils")
-    assert workspace.budget().remaining == pytest.approx(0.6)
-    outputs = get_settings().workspace_outputs
-    (evidence,) = outputs.glob("*.evidence.json")
-    record = json.loads(evidence.read_text())
-    assert record["kind"] == "dp" and record["options"]["epsilon"] == 0.4
-    with pytest.raises(BudgetExceeded):
-        workspace.dp_count(values, epsilon=0.7)
-    assert len(list(outputs.glob("*.evidence.json"))) == 1  # nothing saved for the refused query
+# DP queries are answered by the host's DP service: tests/dp_service.
 
 
 def test_the_extracts_agencies_set_the_rules(workspace, tmp_path):

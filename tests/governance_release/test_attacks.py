@@ -189,3 +189,47 @@ def test_an_edited_audit_record_is_detected(approved_project, make_outputs, regi
         result = audit.verify(session)
     assert not result.ok
     assert [(p.seq, p.kind) for p in result.problems] == [(seq, "edited")]
+
+
+@pytest.mark.parametrize("with_exception", [True, False])
+def test_microdata_and_identifier_fails_cannot_be_overridden(approved_project, outputs, with_exception):
+    """A zip of microdata and a CSV with a pseudonym column: no exception and no overrides release them."""
+    import io
+    import zipfile
+
+    import pandas as pd
+
+    from enclave.registry.models import ReleaseFile
+    from enclave.settings import get_settings
+
+    folder = outputs("alice")
+    rows = pd.read_parquet(get_settings().extracts / approved_project / "current" / "school_enrollment.parquet")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("rows.csv", rows.to_csv(index=False))
+    (folder / "microdata.zip").write_bytes(buffer.getvalue())
+    counts = rows.groupby("pseudonym").size().rename("n").reset_index().head(20)
+    counts.to_csv(folder / "by_person.csv", index=False)
+    names = ["microdata.zip", "by_person.csv"]
+    rid = requests.create("alice", approved_project, {n: "summary" for n in names})
+    requests.submit("alice", rid)
+    files = {f["name"]: f for f in views.describe("rev1", rid)["files"]}
+    assert all(files[n]["verdict"] == "fail" for n in names)
+    for n in names:
+        if with_exception:  # the researcher's justification is refused outright
+            with pytest.raises(Refused) as refused:
+                requests.add_exception("alice", rid, n, "needed for the paper")
+            assert refused.value.rule == "failed_output_is_exceptionable"
+        else:  # or slipped into the registry directly: reviewers still cannot lift the fail
+            with session_scope() as session:
+                session.execute(update(ReleaseFile).where(ReleaseFile.request_id == rid, ReleaseFile.name == n)
+                                .values(exception_text="needed for the paper"))
+    with pytest.raises(Refused) as refused:
+        reviews.review("rev1", rid, "approve", overrides=names)
+    assert refused.value.rule == "approval_overrides_every_failed_output"
+    with pytest.raises(Refused):
+        reviews.review("rev2", rid, "approve", overrides=names)
+    with pytest.raises(Refused):
+        publishing.release("rev1", rid)
+    assert views.describe("rev1", rid)["state"] == "checked"
+    assert not (get_settings().releases / approved_project / str(rid)).exists()

@@ -1,5 +1,5 @@
 """What the gate and the release add beyond the attack list: files without evidence, row-level
-dumps, differencing between two requests released one after the other, DP spend."""
+dumps, differencing between two requests released one after the other."""
 from __future__ import annotations
 
 import json
@@ -70,39 +70,7 @@ def test_differencing_between_two_requests_is_caught_at_release(approved_project
     assert views.describe("rev1", second)["state"] == "approved"  # nothing moved
 
 
-def test_dp_spend_is_recorded_and_cannot_exceed_the_budget(approved_project, outputs, registry):
-    from disclosure_control.evidence import Evidence, sha256_file
-
-    from enclave.registry.models import DPBudget, DPSpend, Project
-
-    folder = outputs("alice")
-
-    def dp_output(name: str, epsilon: float) -> str:
-        (folder / f"{name}.csv").write_text("statistic,value\nnoisy mean days attended,151.2\n")
-        Evidence(output_id=name, output_file=f"{name}.csv", method="dp.mean", kind="dp",
-                 output_sha256=sha256_file(folder / f"{name}.csv"), options={"epsilon": epsilon}).write(folder)
-        return f"{name}.csv"
-
-    rid = requests.create("alice", approved_project, {dp_output("dp_mean", 1.5): "DP mean of days attended"})
-    requests.submit("alice", rid)
-    assert views.describe("rev1", rid)["files"][0]["verdict"] == "review"
-    _approve(rid)
-    publishing.release("rev1", rid)
-    with session_scope(registry, readonly=True) as session:
-        project = session.scalars(select(Project).where(Project.slug == approved_project)).one()
-        assert session.get(DPBudget, project.id).epsilon_spent == pytest.approx(1.5)
-        spends = session.scalars(select(DPSpend)).all()
-        assert [(s.epsilon, s.release_request_id) for s in spends] == [(1.5, rid)]
-    over = requests.create("alice", approved_project, {dp_output("dp_more", 1.0): "another DP mean"})
-    requests.submit("alice", over)
-    _approve(over)
-    with pytest.raises(Refused) as refused:  # 1.5 + 1.0 > the approved 2.0
-        publishing.release("rev1", over)
-    assert refused.value.rule == "dp_budget_not_exceeded"
-    from enclave.settings import get_settings
-
-    assert not (get_settings().releases / approved_project / str(over)).exists()
-    assert not list((get_settings().releases / approved_project).glob(".staging-*"))
+# DP outputs (charged by the DP service, released with its receipt): test_dp_release.py.
 
 
 def test_the_gate_reads_only_tables_of_the_extract(approved_project):

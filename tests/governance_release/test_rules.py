@@ -52,7 +52,7 @@ def test_stewards_approve_only_for_their_agency():
 
 def test_failed_outputs_need_exception_and_override():
     failed = request(outputs=(OutputFacts("t.csv", "fail"), OutputFacts("u.csv", "pass")))
-    excused = request(outputs=(OutputFacts("t.csv", "fail", "public figure"), OutputFacts("u.csv", "pass")))
+    excused = request(outputs=(OutputFacts("t.csv", "fail", "public figure", exceptionable=True), OutputFacts("u.csv", "pass")))
     assert not when.failed_outputs_have_exceptions(failed)
     assert when.failed_outputs_have_exceptions(excused)
     plain = ReviewFacts("rev", "approve")
@@ -61,6 +61,34 @@ def test_failed_outputs_need_exception_and_override():
     assert not when.approval_overrides_every_failed_output(failed, override)
     assert when.approval_overrides_every_failed_output(excused, override)
     assert when.approval_overrides_every_failed_output(failed, ReviewFacts("rev", "return"))
+
+
+def test_an_exception_lifts_only_what_the_rulebook_marks_exceptionable():
+    small_cells = frozenset({"threshold", "primary"})
+    assert when.failure_is_exceptionable(small_cells, frozenset({"threshold", "primary", "zeros"}))
+    assert not when.failure_is_exceptionable(small_cells | {"identifiers"}, frozenset({"threshold", "primary"}))
+    assert not when.failure_is_exceptionable(frozenset(), frozenset({"threshold"}))  # a fail without a named check
+    blocked = request(outputs=(OutputFacts("ids.csv", "fail", "needed", exceptionable=False),),
+                      reviews=(ReviewFacts("r1", "approve", frozenset({"ids.csv"})),
+                               ReviewFacts("r2", "approve", frozenset({"ids.csv"}))))
+    assert not when.failed_output_is_exceptionable(blocked.outputs[0])
+    assert not when.no_output_is_blocked(blocked)
+    assert not when.approval_overrides_every_failed_output(blocked, blocked.reviews[0])
+    assert not when.ready_for_approval(blocked, 2)
+    lifted = request(outputs=(OutputFacts("t.csv", "fail", "public figure", exceptionable=True),),
+                     reviews=blocked.reviews[:0] + (ReviewFacts("r1", "approve", frozenset({"t.csv"})),
+                                                    ReviewFacts("r2", "approve", frozenset({"t.csv"}))))
+    assert when.ready_for_approval(lifted, 2)
+
+
+def test_the_rulebook_marks_small_cells_exceptionable_and_identifiers_not():
+    from disclosure_control.rules import RuleSet, load_rules
+
+    rules = load_rules()
+    assert {"threshold", "primary", "zeros"} <= set(rules.exceptionable_checks)
+    assert not {"identifiers", "row_level", "file_type", "integrity", "evidence", "differencing"} & set(rules.exceptionable_checks)
+    narrower = RuleSet(exceptionable_checks=("threshold",))
+    assert RuleSet.strictest(rules, narrower).exceptionable_checks == ("threshold",)  # agencies only narrow
 
 
 def test_approval_needs_enough_independent_approvals_and_the_stewards():
