@@ -112,7 +112,7 @@ def _scale_of(series: pd.Series, table: pd.DataFrame, positions: np.ndarray) -> 
         factor = float(y[nz][0] / x[nz][0])
         if not np.isfinite(factor) or factor == 0:
             continue
-        if np.array_equal(y[ok], factor * x[ok]):
+        if np.allclose(y[ok], factor * x[ok], rtol=1e-12, atol=0):
             return {"op": "scale", "column": name, "factor": factor}
     return None
 
