@@ -32,6 +32,7 @@ _HEX_ID = r"^(?:[0-9a-f]{16,}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 _DAY_DATE = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{4})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$")
 _FORMULA = re.compile(r"^\s*(=|[+\-@]\s*[A-Za-z(]|[\t\r])")
 _LONG_NUMBER = re.compile(r"\d[\d,.]{4,}\d|\d{5,}")
+_INTERVAL = re.compile(r"^\s*[\[(]\s*-?[\d.,eE+-]+\s*,\s*-?[\d.,eE+-]+\s*[\])]\s*$")   # pd.cut bands
 
 
 def identifier_columns(columns, rules: RuleSet) -> list[str]:
@@ -94,7 +95,7 @@ def _tabular_findings(frame: pd.DataFrame, rules: RuleSet, what: str) -> list[tu
     formulas = sum(1 for c in cells if _FORMULA.match(c) and not _is_number(c))
     if formulas:
         out.append(("formula", "fail", f"{what} has {formulas} cell(s) a spreadsheet would run as a formula"))
-    numbered = sum(1 for c in cells if not _is_number(c) and _LONG_NUMBER.search(c))
+    numbered = sum(1 for c in cells if not _is_number(c) and not _INTERVAL.match(c) and _LONG_NUMBER.search(c))
     if numbered:
         out.append(("labels", "review", f"{what} has {numbered} label(s) with numbers in them: a value from the data may be "
                                          "written into a label; a reviewer must check them"))
