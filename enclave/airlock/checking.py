@@ -98,13 +98,17 @@ def run_gate(request_id: int, *, actor: str = "gate", url: str | None = None) ->
     ledger = differencing.Ledger(ledger_path())
     dataset = dataset_id(proj.slug, extract.version)
     results: dict[str, dict[str, Any]] = {}
+    verdicts = {}
     for name in names:
-        has_evidence = (folder / snap.evidence_name(name)).is_file()
         try:
-            verdict = gate_file(folder, name, loader, rules, ledger, dataset)
+            verdicts[name] = gate_file(folder, name, loader, rules, ledger, dataset)
         except Exception as exc:  # fail closed: an output the gate cannot assess does not pass
             results[name] = {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "details": {}}
-            continue
+    from disclosure_control import gate
+
+    gate.cross_check(list(verdicts.values()), rules.threshold)  # the request's outputs against each other
+    for name, verdict in verdicts.items():
+        has_evidence = (folder / snap.evidence_name(name)).is_file()
         data = _plain(verdict)
         status = data.get("status")
         if status not in {"pass", "fail", "review"}:
