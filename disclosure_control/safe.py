@@ -297,8 +297,8 @@ class SDCSession:
                                      name if values is not None else "count", margins, frame)
                 if part is None:
                     return None
-                if len(values_list) > 1 and not columns:
-                    part.columns = [str(values.name)] if part.shape[1] == 1 else part.columns
+                if values is not None and not columns and part.shape[1] == 1:
+                    part = part.set_axis([values.name], axis=1)   # pandas names the column after the values
                 parts.append(part)
                 keys.append((name,) if len(values_list) == 1 else (name, str(values.name)))
         if len(parts) == 1:
