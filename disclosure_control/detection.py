@@ -22,19 +22,60 @@ _MAGIC = {"png": b"\x89PNG\r\n\x1a\n"}
 _TEXT = {"csv", "json", "txt", "md", "html", "svg"}
 
 
+# Always applied, whatever the rules file says: pseudonyms and dates of birth are identifiers.
+_BUILTIN_COLUMN_PATTERNS = (
+    r"(?i)pseudonym",
+    r"(?i)(^|[_ ])(dob|d\.o\.b\.?|birth_?date|date_?of_?birth|birth_?day|birth_?dt|born(_on)?)$",
+    r"(?i)^(birth|dob)[_ ]",
+)
+_HEX_ID = r"^(?:[0-9a-f]{16,}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+_DAY_DATE = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{4})([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$")
+_FORMULA = re.compile(r"^\s*(=|[+\-@]\s*[A-Za-z(]|[\t\r])")
+_LONG_NUMBER = re.compile(r"\d[\d,.]{4,}\d|\d{5,}")
+_INTERVAL = re.compile(r"^\s*[\[(]\s*-?[\d.,eE+-]+\s*,\s*-?[\d.,eE+-]+\s*[\])]\s*$")   # pd.cut bands
+
+
 def identifier_columns(columns, rules: RuleSet) -> list[str]:
-    patterns = [re.compile(p) for p in rules.identifier_column_patterns]
+    patterns = [re.compile(p, re.IGNORECASE) for p in tuple(rules.identifier_column_patterns) + _BUILTIN_COLUMN_PATTERNS]
     return [str(c) for c in columns if any(p.search(str(c)) for p in patterns)]
 
 
+def _text_values(frame: pd.DataFrame, column) -> pd.Series:
+    values = frame[column]
+    if isinstance(values, pd.DataFrame):
+        values = values.iloc[:, 0]
+    return values.dropna().astype(str)
+
+
 def _identifier_values(frame: pd.DataFrame, rules: RuleSet) -> list[str]:
-    pattern = re.compile(rules.identifier_value_pattern)
+    patterns = [re.compile(rules.identifier_value_pattern, re.IGNORECASE), re.compile(_HEX_ID, re.IGNORECASE)]
     hits = []
     for column in frame.columns:
-        values = frame[column].dropna().astype(str).head(200)
-        if len(values) and values.map(lambda v: bool(pattern.match(v))).mean() > 0.5:
+        values = _text_values(frame, column).str.strip().head(200)
+        if len(values) and values.map(lambda v: any(p.match(v) for p in patterns)).mean() > 0.5:
             hits.append(str(column))
     return hits
+
+
+def _date_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns of day-precision dates (dates of birth, admission days: record-level detail)."""
+    hits = []
+    for column in frame.columns:
+        values = _text_values(frame, column).head(200)
+        if len(values) and values.map(lambda v: bool(_DAY_DATE.match(v))).mean() > 0.5:
+            hits.append(str(column))
+    return hits
+
+
+def _cells(frame: pd.DataFrame) -> list[str]:
+    cells = [str(c) for c in frame.columns]
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values, pd.DataFrame):
+            values = values.iloc[:, 0]
+        if values.dtype == object:
+            cells += [v for v in values.head(5000).tolist() if isinstance(v, str)]
+    return cells
 
 
 def _tabular_findings(frame: pd.DataFrame, rules: RuleSet, what: str) -> list[tuple[str, str, str]]:
@@ -47,7 +88,26 @@ def _tabular_findings(frame: pd.DataFrame, rules: RuleSet, what: str) -> list[tu
     values = _identifier_values(frame, rules)
     if values:
         out.append(("identifiers", "fail", f"{what} has columns holding pseudonym- or hash-like values: {', '.join(values)}"))
+    dates = _date_columns(frame)
+    if dates:
+        out.append(("identifiers", "fail", f"{what} has columns of day-precision dates (dates of birth are identifiers): {', '.join(dates)}"))
+    cells = _cells(frame)
+    formulas = sum(1 for c in cells if _FORMULA.match(c) and not _is_number(c))
+    if formulas:
+        out.append(("formula", "fail", f"{what} has {formulas} cell(s) a spreadsheet would run as a formula"))
+    numbered = sum(1 for c in cells if not _is_number(c) and not _INTERVAL.match(c) and _LONG_NUMBER.search(c))
+    if numbered:
+        out.append(("labels", "review", f"{what} has {numbered} label(s) with numbers in them: a value from the data may be "
+                                         "written into a label; a reviewer must check them"))
     return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+        return True
+    except ValueError:
+        return False
 
 
 def _read_table_text(text: str) -> pd.DataFrame | None:

@@ -24,7 +24,7 @@ from .evidence import EVIDENCE_SUFFIX, Evidence, EvidenceError, evidence_path_fo
 from .rules import RuleBook, RuleSet
 from .verdicts import CellVerdict, OutputVerdict, Report
 
-__all__ = ["check_file", "check_folder", "DataLoader", "MAX_AUDIT_CELLS"]
+__all__ = ["check_file", "check_folder", "check_evidence_file", "cross_check", "DataLoader", "MAX_AUDIT_CELLS"]
 
 DataLoader = Callable[[str], pd.DataFrame]
 MAX_AUDIT_CELLS = 400  # LP audit size cap: bigger suppression patterns go to a human
@@ -195,18 +195,46 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
                 verdict.flag("secondary", "fail", f"{len(weak)} suppressed cell(s) can be recovered from the margins and other cells")
             else:
                 verdict.checks.setdefault("secondary", "pass")
-    # populations for differencing: every published cell, and unions a reader can add up
-    n_rows = len(table)
-    pops = {}
-    for (r, c), members in result.populations.items():
-        if r in suppressed.index and c in suppressed.columns and not suppressed.at[r, c]:
-            pops[f"{cell_label(r, c, index, columns)}"] = positions[members]
-    inner_rows = [r for r in expected.index if not is_margin(r)]
-    inner_cols = [c for c in expected.columns if not is_margin(c)]
-    all_open = not suppressed.loc[inner_rows, inner_cols].to_numpy().any()
-    if all_open and len(inner_rows) * len(inner_cols) > 1:
-        pops["whole table (sum of all cells)"] = np.sort(np.concatenate([positions[result.populations[(r, c)]] for r in inner_rows for c in inner_cols if (r, c) in result.populations] or [np.array([], dtype=np.int64)]))
-    verdict.populations = {"dataset": dataset, "table": evidence.table, "n_table_rows": n_rows, "cells": pops}
+    verdict.populations = {"dataset": dataset, "table": evidence.table, "n_table_rows": len(table),
+                           "cells": _table_populations(expected, suppressed.to_numpy(), result.populations, positions,
+                                                       index, columns, evidence.margins)}
+
+
+def _table_populations(expected: pd.DataFrame, suppressed: np.ndarray, members: dict, positions: np.ndarray,
+                       index: list[str], columns: list[str], margins: bool) -> dict[str, np.ndarray]:
+    """Every published cell, and every sum a reader can add up from them: each row's and each
+    column's published cells and all of them (the "separate total" differencing attack)."""
+    from .tables import cell_label, is_margin
+
+    pops: dict[str, np.ndarray] = {}
+    empty = np.array([], dtype=np.int64)
+    open_cells: dict[tuple[int, int], np.ndarray] = {}
+    for (r, c), rows in members.items():
+        try:
+            i, j = expected.index.get_loc(r), expected.columns.get_loc(c)
+        except (KeyError, TypeError):
+            continue
+        if not isinstance(i, (int, np.integer)) or not isinstance(j, (int, np.integer)) or suppressed[i, j]:
+            continue
+        pops[f"{cell_label(r, c, index, columns)}"] = positions[rows]
+        if not is_margin(r) and not is_margin(c):
+            open_cells[(int(i), int(j))] = positions[rows]
+    inner_rows = [i for i, r in enumerate(expected.index) if not is_margin(r)]
+    inner_cols = [j for j, c in enumerate(expected.columns) if not is_margin(c)]
+    if len(inner_cols) > 1:
+        for i in inner_rows:
+            parts = [open_cells[(i, j)] for j in inner_cols if (i, j) in open_cells]
+            if len(parts) > 1 or (parts and len(parts) < len(inner_cols)):
+                pops[f"sum of the published cells of row {cell_label(expected.index[i], expected.columns[inner_cols[0]], index, [])}"] = np.sort(np.concatenate(parts))
+    if len(inner_rows) > 1:
+        for j in inner_cols:
+            parts = [open_cells[(i, j)] for i in inner_rows if (i, j) in open_cells]
+            if len(parts) > 1 or (parts and len(parts) < len(inner_rows)):
+                label = cell_label(expected.index[inner_rows[0]], expected.columns[j], [], columns) if columns else {}
+                pops[f"sum of the published cells of column {label}"] = np.sort(np.concatenate(parts))
+    if len(open_cells) > 1:
+        pops["whole table (sum of all published cells)"] = np.sort(np.concatenate(list(open_cells.values()) or [empty]))
+    return pops
 
 
 def _check_histogram(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: RuleSet, table: pd.DataFrame, mask: np.ndarray, dataset: str) -> None:
@@ -295,67 +323,128 @@ _CHECKERS = {"table": _check_table, "histogram": _check_histogram, "model": _che
              "summary": _check_summary, "survival": _check_survival}
 
 
+_KIND_OF_METHOD = {"crosstab": "table", "pivot_table": "table", "ols": "model", "logit": "model", "probit": "model",
+                   "olsr": "model", "logitr": "model", "probitr": "model", "hist": "histogram",
+                   "surv_func": "survival", "describe": "summary"}
+_MAGNITUDE_AGGFUNCS = {"sum", "mean", "median", "min", "max", "std", "var"}
+
+
 def check_file(path: str | Path, evidence: Evidence | str | Path | None, data_loader: DataLoader | None,
                rules: RuleSet | RuleBook | None = None, ledger: Ledger | None = None, dataset: str = "") -> OutputVerdict:
-    """Verdict for one output file. ``evidence``: an Evidence, a path to one, or None."""
+    """Verdict for one output file. ``evidence``: an Evidence, a path to one, or None.
+
+    Never raises: anything that goes wrong while checking makes the output ``fail`` with the reason.
+    """
     path = Path(path)
-    stem = path.name.split(".")[0]
-    verdict = OutputVerdict(output=path.name, output_id=stem, kind="unknown")
+    verdict = OutputVerdict(output=path.name, output_id=path.name.split(".")[0], kind="unknown")
+    try:
+        _check_file(path, evidence, data_loader, rules, ledger, dataset, verdict)
+    except Exception as exc:  # fail closed: an output the gate cannot assess does not pass
+        verdict.populations = {}
+        verdict.flag("gate", "fail", f"the gate could not check this output: {type(exc).__name__}: {str(exc)[:200]}")
+    return verdict
+
+
+def _expected_kind(evidence: Evidence) -> str | None:
+    """The kind the evidence's method makes (a DP method makes ``dp``); None when unknown."""
+    if evidence.method.startswith("dp_"):
+        return "dp"
+    return _KIND_OF_METHOD.get(evidence.method)
+
+
+def _flag_supplied_variables(evidence: Evidence, verdict: OutputVerdict) -> None:
+    """Variables the gate cannot recompute from the extract: fail for magnitudes, review for counts."""
+    keys = evidence.index + evidence.columns
+    if evidence.kind == "table":
+        for v in keys:
+            if not v.recomputable:
+                verdict.flag("derived", "review", f"grouping variable {v.name}: its values came from the researcher's code "
+                                                  "and cannot be recomputed from the extract; a reviewer must check it")
+        if evidence.values is not None and not evidence.values.extract_values:
+            if (evidence.aggfunc or "count") in _MAGNITUDE_AGGFUNCS:
+                verdict.flag("derived", "fail", f"value variable {evidence.values.name}: its numbers are not the extract's "
+                                                "(a constant or values set by the researcher's code); magnitudes over them are not released")
+            else:
+                verdict.flag("derived", "review", f"value variable {evidence.values.name} cannot be recomputed from the extract")
+        return
+    numbers = [evidence.values] + (evidence.columns if evidence.kind == "model" else [])
+    for v in numbers:
+        if v is not None and not v.extract_values:
+            verdict.flag("derived", "fail", f"variable {v.name}: its numbers are not the extract's (a constant or values "
+                                            "set by the researcher's code); the gate cannot recompute this output")
+    for v in (evidence.columns if evidence.kind != "model" else []):
+        if not v.recomputable:
+            verdict.flag("derived", "review", f"variable {v.name} cannot be recomputed from the extract")
+
+
+def _check_file(path: Path, evidence, data_loader, rules, ledger, dataset: str, verdict: OutputVerdict) -> None:
     if isinstance(evidence, (str, Path)):
         try:
             evidence = Evidence.read(Path(evidence))
         except EvidenceError as exc:
             verdict.flag("evidence", "fail", str(exc))
-            evidence = None
-            rules_now = _rules_for(rules, None)
-            for check, status, reason in detection.detect(path, rules_now):
+            for check, status, reason in detection.detect(path, _rules_for(rules, None)):
                 verdict.flag(check, status, reason)
-            return verdict
+            return
     ruleset = _rules_for(rules, evidence)
     for check, status, reason in detection.detect(path, ruleset):
         verdict.flag(check, status, reason)
     if verdict.status == "fail":
         verdict.reasons.insert(0, "blocked before review")
-        return verdict
+        return
     if evidence is None:
         _generic(path, verdict, ruleset)
-        return verdict
+        return
     verdict.kind = evidence.kind
     verdict.output_id = evidence.output_id
     verdict.table = evidence.table
     output_name = evidence.output_file
     if path.name != output_name and path.name not in evidence.options.get("files", []):
         verdict.flag("evidence", "fail", f"evidence belongs to {output_name}, not {path.name}")
-        return verdict
+        return
     recorded = evidence.options.get("sha256", {}).get(path.name, evidence.output_sha256 if path.name == output_name else "")
     if recorded and recorded != sha256_file(path):
         verdict.flag("integrity", "fail", "the file changed after it was made (checksum differs from its evidence)")
-        return verdict
+        return
+    expected_kind = _expected_kind(evidence)
+    if expected_kind is not None and expected_kind != evidence.kind:
+        verdict.flag("evidence", "fail", f"the evidence calls a {evidence.method} output {evidence.kind!r}: edited evidence")
+        return
     checker = _CHECKERS.get(evidence.kind)
     if checker is None:
+        # dp or figure: the gate cannot recompute it; the file's own content is still checked
         verdict.flag("evidence", "review", f"outputs of kind {evidence.kind} are checked by a reviewer")
-        return verdict
+        _generic(path, verdict, ruleset)
+        return
     if evidence.kind in ("histogram", "survival") and path.suffix.lower() == ".png":
         verdict.flag("figure", "pass")
+    if data_loader is None or not evidence.table or evidence.rows is None:
+        # nothing to recompute from: judged as a file without evidence (never better);
+        # magnitudes the gate cannot recompute are not released at all
+        if data_loader is not None and (evidence.kind != "table" or (evidence.aggfunc or "count") in _MAGNITUDE_AGGFUNCS):
+            verdict.flag("reproducible", "fail", "the evidence names no extract rows: statistics over values the gate "
+                                                 "cannot recompute are not released (load the data with the session)")
+        _generic(path, verdict, ruleset)
+        return
     try:
         table, mask = _load_rows(evidence, data_loader)
     except EvidenceError as exc:
-        verdict.flag("reproducible", "review", f"not reproducible: {exc}")
-        return verdict
+        verdict.flag("reproducible", "fail", f"not reproducible: {exc}")
+        return
+    _flag_supplied_variables(evidence, verdict)
     try:
         checker(path, evidence, verdict, ruleset, table, mask, dataset)
-    except (EvidenceError, KeyError, ValueError) as exc:
+    except (EvidenceError, KeyError, ValueError, TypeError, IndexError) as exc:
+        verdict.populations = {}
         verdict.flag("reproducible", "fail", f"recomputation failed: {type(exc).__name__}: {str(exc)[:200]}")
-        return verdict
+        return
     if verdict.populations and verdict.status != "fail":
         pops = _populations(verdict)
-        threshold = ruleset.threshold
-        hits = ledger.attacks(pops, threshold) if ledger is not None else []
+        hits = ledger.attacks(pops, ruleset.threshold) if ledger is not None else []
         for hit in hits:
             verdict.flag("differencing", "fail", hit.reason())
         if not hits:
             verdict.checks.setdefault("differencing", "pass")
-    return verdict
 
 
 def _populations(verdict: OutputVerdict) -> list[Population]:
@@ -370,25 +459,81 @@ def _is_output(path: Path) -> bool:
     return path.is_file() and not path.name.endswith(EVIDENCE_SUFFIX)
 
 
+def _embedded_tables(obj, depth: int = 0) -> int:
+    """Records of the largest table hidden inside a JSON value (a list of objects, or columns of lists)."""
+    if depth > 20:
+        return 0
+    if isinstance(obj, list):
+        own = sum(1 for x in obj if isinstance(x, (dict, list))) if len(obj) >= 10 else 0
+        return max([own] + [_embedded_tables(x, depth + 1) for x in obj[:1000]])
+    if isinstance(obj, dict):
+        lists = [len(v) for v in obj.values() if isinstance(v, list) and len(v) >= 20]
+        own = max(lists) if len(lists) >= 2 and len(set(lists)) < len(lists) else 0
+        return max([own] + [_embedded_tables(v, depth + 1) for v in obj.values()])
+    return 0
+
+
+def check_evidence_file(path: Path, folder_files: set[str]) -> OutputVerdict | None:
+    """A file named like evidence is judged too: it must be evidence the API wrote, beside its output,
+    carrying derivations and no data. None when it is; else a failing verdict."""
+    verdict = OutputVerdict(output=path.name, output_id=path.name[: -len(EVIDENCE_SUFFIX)], kind="evidence")
+    try:
+        evidence = Evidence.read(path)
+    except EvidenceError as exc:
+        verdict.flag("evidence", "fail", f"named as evidence but is not evidence written by the API: {str(exc)[-200:]}")
+        return verdict
+    except Exception as exc:
+        verdict.flag("evidence", "fail", f"unreadable evidence: {type(exc).__name__}")
+        return verdict
+    if evidence.output_id != verdict.output_id or evidence.output_file not in folder_files:
+        verdict.flag("evidence", "fail", "evidence without its output beside it")
+    hidden = _embedded_tables({"options": evidence.options, "rules": evidence.rules})
+    if hidden or len(evidence.note) > 2000:
+        verdict.flag("row_level", "fail", f"the evidence carries data ({hidden} records) besides the derivation")
+    return verdict if verdict.status != "pass" else None
+
+
+def cross_check(verdicts: list[OutputVerdict], threshold: int) -> int:
+    """Differencing between the outputs of one request: each output against all the others before it.
+    Flags the later output of each differencing pair; returns the number of hits."""
+    seen: list[Population] = []
+    n = 0
+    for verdict in verdicts:
+        pops = _populations(verdict)
+        for hit in find_pairs(pops, seen, threshold):
+            verdict.flag("differencing", "fail", hit.reason())
+            n += 1
+        seen += pops
+    return n
+
+
 def check_folder(folder: str | Path, data_loader: DataLoader | None, rules: RuleSet | RuleBook | None = None,
                  ledger: Ledger | None = None, dataset: str = "") -> Report:
-    """Verdicts for every file under ``folder`` (evidence files are read, not judged)."""
+    """Verdicts for every file under ``folder``; an evidence file is listed when it fails as evidence."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
     outputs = []
-    seen: list[Population] = []
-    for path in sorted(p for p in folder.rglob("*") if _is_output(p)):
+    files = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    for path in files:
+        if path.name.endswith(EVIDENCE_SUFFIX):
+            siblings = {p.name for p in path.parent.iterdir()}
+            bad = check_evidence_file(path, siblings)
+            if bad is not None:
+                outputs.append(bad)
+            continue
+        if not path.is_file():
+            verdict = OutputVerdict(output=path.name, output_id=path.name.split(".")[0], kind="file")
+            verdict.flag("file_type", "fail", f"{path.name}: not a regular file")
+            outputs.append(verdict)
+            continue
         evidence = evidence_path_for(path)
         verdict = check_file(path, evidence, data_loader, rules, ledger, dataset)
-        pops = _populations(verdict)
-        threshold = _rules_for(rules, None).threshold if not isinstance(rules, RuleSet) else rules.threshold
-        for hit in find_pairs(pops, seen, threshold):
-            verdict.flag("differencing", "fail", hit.reason())
-        seen += pops
-        if evidence is None and path.name.startswith(".") is False and verdict.kind == "unknown":
+        if evidence is None and verdict.kind == "unknown":
             verdict.kind = "file"
         outputs.append(verdict)
+    threshold = _rules_for(rules, None).threshold if not isinstance(rules, RuleSet) else rules.threshold
+    cross_check(outputs, threshold)
     book_rules = rules.model_dump() if isinstance(rules, RuleSet) else _rules_for(rules, None).model_dump()
     return Report(outputs=outputs, rules=book_rules)
 

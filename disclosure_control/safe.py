@@ -25,13 +25,18 @@ import numpy as np
 import pandas as pd
 
 from . import gate
+from .provenance import TABLE_BLOCK, attach_row_ids, frame_row_ids, row_ids
 from .evidence import Evidence, RowSet, Variable, atomic_write_bytes, atomic_write_text, sha256_file
 from .rules import RuleBook, RuleSet, load_rulebook
 from .verdicts import OutputVerdict
 
-__all__ = ["ACRO", "SDCSession", "TABLE_ATTR"]
+__all__ = ["ACRO", "SDCSession", "TABLE_ATTR", "Refused"]
 
 TABLE_ATTR = "sdc_table"
+
+
+class Refused(ValueError):
+    """A request the API does not make (say why); raised to the researcher."""
 
 
 class SDCSession:
@@ -54,16 +59,24 @@ class SDCSession:
         self.quiet = quiet
         self.results: dict[str, OutputVerdict] = {}
         self._tables: dict[str, pd.DataFrame] = {}
+        self._blocks: dict[str, int] = {}
 
     # ------------------------------------------------------------------ data
     def load(self, table: str) -> pd.DataFrame:
-        """The extract table, with a row-position index and its provenance attached."""
+        """The extract table, each record carrying its row id (index ``sdc_row_id`` and column ``sdc_row``).
+
+        The row ids travel with the records through filters, sorts, ``reset_index``, merges and
+        concatenation, so every output names exactly the records it used.
+        """
         if self.data_loader is None:
             raise ValueError("this session has no data_loader")
         frame = self.data_loader(table).reset_index(drop=True)
-        frame.attrs[TABLE_ATTR] = table
+        if table not in self._blocks:
+            self._blocks[table] = len(self._blocks)
         self._tables[table] = frame
-        return frame
+        loaded = attach_row_ids(frame, self._blocks[table])
+        loaded.attrs[TABLE_ATTR] = table
+        return loaded
 
     read = load
 
@@ -80,41 +93,63 @@ class SDCSession:
         self.rules = self.rules.model_copy(update={"rounding": "none"})
 
     # ------------------------------------------------------------ provenance
-    def _provenance(self, series: list[pd.Series]) -> tuple[str | None, np.ndarray | None, pd.DataFrame | None]:
-        """Table and row positions the series come from, or (None, None, None).
+    def _provenance(self, series: list[pd.Series], frame: pd.DataFrame | None = None):
+        """(table name, sorted row positions, table, order of the series' rows), or Nones.
 
-        Series derived from the table (``pd.cut``, arithmetic) lose pandas ``attrs`` but keep
-        the row index; they count as derived variables of the same rows.
+        The row ids come from the frame given, else from the series (their row-id index, or the
+        frame they are a column of); series without ids of their own must be aligned with one
+        that has them (pandas aligns them by index too). Only a claim: the gate verifies it.
         """
-        tables = {s.attrs.get(TABLE_ATTR) for s in series} - {None}
-        if len(tables) != 1:
-            return None, None, None
-        name = tables.pop()
-        table = self._tables.get(name)
+        none = (None, None, None, None)
+        series = [s for s in series if s is not None]
+        if not series:
+            return none
+        ids = frame_row_ids(frame) if frame is not None else None
+        if ids is None:
+            found = [row_ids(s) for s in series]
+            anchor = next((i for i, f in enumerate(found) if f is not None), None)
+            if anchor is None:
+                return none
+            ids = found[anchor]
+            for s, f in zip(series, found):
+                if len(s) != len(ids):
+                    return none
+                if f is not None and not np.array_equal(f, ids):
+                    return none
+                if f is None and not s.index.equals(series[anchor].index):
+                    return none
+        if any(len(s) != len(ids) for s in series) or len(ids) == 0:
+            return none
+        blocks = np.unique(ids // TABLE_BLOCK)
+        if len(blocks) != 1:
+            return none
+        name = next((t for t, b in self._blocks.items() if b == int(blocks[0])), None)
+        table = self._tables.get(name) if name is not None else None
         if table is None:
-            return None, None, None
-        index = series[0].index
-        if any(not s.index.equals(index) for s in series[1:]):
-            return None, None, None
-        if not pd.api.types.is_integer_dtype(index) or not index.is_unique:
-            return None, None, None
-        positions = index.to_numpy(dtype=np.int64)
-        if len(positions) and (positions.min() < 0 or positions.max() >= len(table)):
-            return None, None, None
-        return name, np.sort(positions), table
+            return none
+        positions = ids - np.int64(blocks[0]) * TABLE_BLOCK
+        if positions.min() < 0 or positions.max() >= len(table):
+            return none
+        if len(positions) > 1 and np.all(positions[1:] > positions[:-1]):
+            return name, positions, table, None
+        order = np.argsort(positions, kind="stable")
+        positions = positions[order]
+        if len(positions) > 1 and not np.all(positions[1:] > positions[:-1]):
+            return none   # a record used twice (a one-to-many merge): not a set of records
+        return name, positions, table, order
 
     def _next_id(self, prefix: str = "output") -> str:
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
-        used = {p.name.split(".")[0] for p in self.outputs_dir.iterdir()}
+        used = {p.name.split(".")[0] for p in self.outputs_dir.iterdir()} | set(self.results)
         n = 0
         while f"{prefix}_{n}" in used:
             n += 1
         return f"{prefix}_{n}"
 
-    def _variables(self, series: list[pd.Series], table, positions) -> list[Variable]:
+    def _variables(self, series: list[pd.Series], table, positions, order=None) -> list[Variable]:
         if positions is None:
             return [Variable.of(s, None, None) for s in series]
-        ordered = [s.loc[positions] if not s.index.equals(pd.Index(positions)) else s for s in series]
+        ordered = [(s.iloc[order] if order is not None else s).reset_index(drop=True) for s in series]
         return [Variable.of(s, table, positions) for s in ordered]
 
     def _finish(self, evidence: Evidence, files: dict[str, bytes]) -> OutputVerdict:
@@ -139,6 +174,20 @@ class SDCSession:
         self._show(verdict)
         return verdict
 
+    def _guarded(self, fn, *args, **kwargs):
+        """Run one output; anything that goes wrong becomes a ``fail`` verdict shown to the researcher."""
+        try:
+            return fn(*args, **kwargs)
+        except Refused:
+            raise
+        except Exception as exc:
+            output_id = self._next_id("failed")
+            verdict = OutputVerdict(output="", output_id=output_id, kind="unknown")
+            verdict.flag("api", "fail", f"the output could not be made: {type(exc).__name__}: {str(exc)[:200]}")
+            self.results[output_id] = verdict
+            self._show(verdict)
+            return None
+
     def _show(self, verdict: OutputVerdict) -> None:
         if self.quiet:
             return
@@ -162,22 +211,25 @@ class SDCSession:
         return list(obj)
 
     def _table_output(self, method: str, index: list[pd.Series], columns: list[pd.Series], values: pd.Series | None,
-                      aggfunc: str | None, margins: bool) -> pd.DataFrame:
+                      aggfunc: str | None, margins: bool, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         from .suppression import protect
         from .tables import build_table, cube_key, interior_cells, round_counts
 
+        if not index:
+            raise Refused("a table needs at least one row variable")
+        # provenance first: renaming a series detaches it from the frame it came from
+        table_name, positions, table, order = self._provenance(index + columns + ([values] if values is not None else []), frame)
         names = []
         for s in index + columns:
             name = str(s.name) if s.name is not None else f"var{len(names)}"
-            while name in names:
+            while name in names or (values is not None and name == str(values.name)):
                 name += "_"
             names.append(name)
         index = [s.rename(n) for s, n in zip(index, names[:len(index)])]
         columns = [s.rename(n) for s, n in zip(columns, names[len(index):])]
-        table_name, positions, table = self._provenance(index + columns + ([values] if values is not None else []))
         output_id = self._next_id()
-        variables = self._variables(index + columns, table, positions)
-        value_var = self._variables([values], table, positions)[0] if values is not None else None
+        variables = self._variables(index + columns, table, positions, order)
+        value_var = self._variables([values], table, positions, order)[0] if values is not None else None
         rows = RowSet.from_positions(positions, len(table)) if positions is not None else None
         if positions is not None:
             # the very reconstruction the gate will use, so both compute the same table
@@ -216,40 +268,74 @@ class SDCSession:
         self._finish(evidence, {f"{output_id}.csv": published.to_csv().encode()})
         return published
 
-    def crosstab(self, index: Any, columns: Any, values: Any = None, rownames: Any = None, colnames: Any = None,
-                 aggfunc: str | None = None, margins: bool = False, margins_name: str = "All", dropna: bool = True,
-                 normalize: bool | str = False, show_suppressed: bool = False) -> pd.DataFrame:
-        """pandas.crosstab with disclosure checks (ACRO signature)."""
-        if normalize:
-            raise ValueError("normalize is not supported: proportions hide counts; publish the counts")
+    @staticmethod
+    def _aggfuncs(aggfunc) -> list:
         if isinstance(aggfunc, (list, tuple)):
-            raise ValueError("one aggfunc per output: call crosstab once per statistic")
-        return self._table_output("crosstab", self._as_list(index), self._as_list(columns), values, aggfunc, margins)
+            if not aggfunc:
+                raise Refused("aggfunc: an empty list")
+            return list(aggfunc)
+        return [aggfunc]
+
+    @staticmethod
+    def _aggfunc_name(aggfunc) -> str | None:
+        if aggfunc is None or isinstance(aggfunc, str):
+            return aggfunc
+        name = getattr(aggfunc, "__name__", None)
+        if name in ("len",):
+            return "count"
+        if name in ("amin", "amax", "nanmin", "nanmax", "nanmean", "nansum", "nanmedian", "nanstd", "nanvar"):
+            return name.removeprefix("nan").removeprefix("a") if name.startswith(("nan", "amin", "amax")) else name
+        return name
+
+    def _several(self, method: str, index, columns, values_list: list, aggfuncs: list, margins: bool, frame=None) -> pd.DataFrame | None:
+        """One checked output per (statistic, values column); the result joined as pandas/ACRO show it."""
+        parts, keys = [], []
+        for agg in aggfuncs:
+            for values in values_list:
+                name = self._aggfunc_name(agg)
+                part = self._guarded(self._table_output, method, index, columns, values,
+                                     name if values is not None else "count", margins, frame)
+                if part is None:
+                    return None
+                if values is not None and not columns and part.shape[1] == 1:
+                    part = part.set_axis([values.name], axis=1)   # pandas names the column after the values
+                parts.append(part)
+                keys.append((name,) if len(values_list) == 1 else (name, str(values.name)))
+        if len(parts) == 1:
+            return parts[0]
+        if all(len(k) == 1 for k in keys) and len(values_list) == 1:
+            return pd.concat(parts, axis=1, keys=[k[0] for k in keys])
+        if len(aggfuncs) == 1:
+            return pd.concat(parts, axis=1, keys=[k[-1] for k in keys]) if columns else pd.concat(parts, axis=1)
+        return pd.concat(parts, axis=1, keys=[k[0] for k in keys]) if not columns else pd.concat(parts, axis=1, keys=keys)
+
+    def crosstab(self, index: Any, columns: Any, values: Any = None, rownames: Any = None, colnames: Any = None,
+                 aggfunc: Any = None, margins: bool = False, margins_name: str = "All", dropna: bool = True,
+                 normalize: bool | str = False, show_suppressed: bool = False) -> pd.DataFrame | None:
+        """pandas.crosstab with disclosure checks (ACRO signature; an aggfunc list gives one checked output each)."""
+        if normalize:
+            raise Refused("normalize is not supported: proportions hide counts; publish the counts")
+        return self._several("crosstab", self._as_list(index), self._as_list(columns), [values], self._aggfuncs(aggfunc), margins)
 
     def pivot_table(self, data: pd.DataFrame, values: Any = None, index: Any = None, columns: Any = None,
                     aggfunc: Any = "mean", fill_value: Any = None, margins: bool = False, dropna: bool = True,
-                    margins_name: str = "All", observed: bool = False, sort: bool = True) -> pd.DataFrame:
-        """pandas.pivot_table with disclosure checks (ACRO signature; one values column, one aggfunc)."""
+                    margins_name: str = "All", observed: bool = False, sort: bool = True) -> pd.DataFrame | None:
+        """pandas.pivot_table with disclosure checks (ACRO signature; lists of values and aggfuncs accepted)."""
         def cols(spec):
-            return [] if spec is None else [data[c] for c in ([spec] if isinstance(spec, str) else spec)]
-        if isinstance(values, (list, tuple)):
-            if len(values) != 1:
-                raise ValueError("one values column per pivot_table output")
-            values = values[0]
-        if isinstance(aggfunc, (list, tuple)):
-            raise ValueError("one aggfunc per output")
-        return self._table_output("pivot_table", cols(index), cols(columns), data[values] if values is not None else None,
-                                  aggfunc if values is not None else "count", margins)
+            return [] if spec is None else [data[c] for c in ([spec] if not isinstance(spec, (list, tuple)) else spec)]
+        values_list = cols(values) or [None]
+        return self._several("pivot_table", cols(index), cols(columns), values_list, self._aggfuncs(aggfunc), margins, data)
 
     # ---------------------------------------------------------------- models
-    def _model(self, method: str, endog: pd.Series, exog: pd.DataFrame | pd.Series, add_constant: bool = False):
+    def _model(self, method: str, endog: pd.Series, exog: pd.DataFrame | pd.Series, add_constant: bool = False,
+               frame: pd.DataFrame | None = None):
         from .models import coefficient_table, fit
 
         exog = exog.to_frame() if isinstance(exog, pd.Series) else exog
         series = [endog] + [exog[c] for c in exog.columns if c != "const"]
-        table_name, positions, table = self._provenance(series)
+        table_name, positions, table, order = self._provenance(series, frame)
         output_id = self._next_id()
-        variables = self._variables(series, table, positions)
+        variables = self._variables(series, table, positions, order)
         design = exog[[c for c in exog.columns if c != "const"]].copy()
         constant = add_constant or "const" in exog.columns
         if constant:  # the constant always first, so the gate's refit lists terms in the same order
@@ -279,7 +365,7 @@ class SDCSession:
             if t not in data.columns:
                 raise ValueError(f"formula term {t!r}: only plain column names are supported (derive columns first)")
         del names
-        return self._model(method, data[lhs.strip()], data[terms], add_constant=True)
+        return self._model(method, data[lhs.strip()], data[terms], add_constant=True, frame=data)
 
     def olsr(self, formula: str, data: pd.DataFrame, subset=None, drop_cols=None, *args, **kwargs):
         return self._formula("ols", formula, data)
@@ -299,9 +385,9 @@ class SDCSession:
         from .figures import histogram_reasons, histogram_table, plot_histogram
 
         series = data[column]
-        table_name, positions, table = self._provenance([series])
+        table_name, positions, table, order = self._provenance([series], data)
         output_id = self._next_id()
-        variable = self._variables([series], table, positions)[0]
+        variable = self._variables([series], table, positions, order)[0]
         edges_from_data = np.ndim(bins) == 0
         hist = histogram_table(series, bins)
         edges = list(hist["bin_lower"]) + [float(hist["bin_upper"].iloc[-1])]
@@ -328,9 +414,9 @@ class SDCSession:
         """Kaplan-Meier table (rows with fewer than threshold at risk are blanked in suppress mode)."""
         from .safe_summary import survival_table
 
-        table_name, positions, table = self._provenance([time, status])
+        table_name, positions, table, order = self._provenance([time, status])
         output_id = self._next_id()
-        variables = self._variables([time, status], table, positions)
+        variables = self._variables([time, status], table, positions, order)
         surv, reasons = survival_table(time, status, self.rules)
         if self.suppress:
             surv = surv.astype(float).mask(pd.Series([bool(r) for r in reasons], index=surv.index), axis=0)
@@ -345,9 +431,9 @@ class SDCSession:
         from .safe_summary import describe_table
 
         series = data[column] if isinstance(data, pd.DataFrame) else data
-        table_name, positions, table = self._provenance([series])
+        table_name, positions, table, order = self._provenance([series], data if isinstance(data, pd.DataFrame) else None)
         output_id = self._next_id()
-        variable = self._variables([series], table, positions)[0]
+        variable = self._variables([series], table, positions, order)[0]
         summary, reasons = describe_table(series, self.rules)
         if self.suppress:
             summary = summary.mask(pd.Series([bool(r) for r in reasons], index=summary.index), axis=0)
@@ -375,5 +461,21 @@ class SDCSession:
         folder = Path(path) if path else self.outputs_dir.with_name(self.outputs_dir.name + "_reports")
         write_reports(self.outputs_dir, list(self.results.values()), folder, self.rules)
 
+
+def _never_raise(method):
+    """A public output method whose unexpected errors become a shown ``fail`` verdict, never a traceback."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        return self._guarded(method, self, *args, **kwargs)
+
+    return wrapper
+
+
+for _name in ("crosstab", "pivot_table", "ols", "logit", "probit", "olsr", "logitr", "probitr", "hist",
+              "surv_func", "describe"):
+    setattr(SDCSession, _name, _never_raise(getattr(SDCSession, _name)))
+del _name
 
 ACRO = SDCSession

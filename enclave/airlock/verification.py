@@ -185,13 +185,23 @@ def judge(session, shot: Snapshot, ledger, loader=None) -> dict[str, dict[str, A
     loader = loader or shot.loader()
     results: dict[str, dict[str, Any]] = {}
     receipts_seen: set[str] = set()
+    by_gate = {}
     for name in shot.names:
         path = shot.folder / name
         if receipts.claims_receipt(path):
             results[name] = _judge_receipt(session, shot, path, receipts_seen)
-        else:
-            results[name] = _judge_by_gate(shot, name, loader, ledger)
-    return results
+            continue
+        try:
+            by_gate[name] = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
+        except Exception as exc:  # an output the gate cannot assess does not pass
+            results[name] = {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "verdict": None,
+                             "details": {"checks": {"gate_error": "fail"}, "exceptionable": False}}
+    from disclosure_control import gate
+
+    gate.cross_check(list(by_gate.values()), shot.rules.threshold)  # the request's outputs against each other
+    for name, verdict in by_gate.items():
+        results[name] = _settle(shot, name, verdict)
+    return {name: results[name] for name in shot.names}
 
 
 def _judge_receipt(session, shot: Snapshot, path: Path, seen: set[str]) -> dict[str, Any]:
@@ -215,14 +225,10 @@ def _judge_receipt(session, shot: Snapshot, path: Path, seen: set[str]) -> dict[
             "details": {"kind": "dp", "checks": checks, "exceptionable": False}}
 
 
-def _judge_by_gate(shot: Snapshot, name: str, loader, ledger) -> dict[str, Any]:
-    """The gate's verdict on one output; an exception in the gate fails it (fail closed)."""
+def _settle(shot: Snapshot, name: str, verdict) -> dict[str, Any]:
+    """The gate's verdict on one output as the airlock records it: no evidence caps it at review,
+    a DP claim without a receipt fails, and whether a fail is exceptionable is the rulebook's call."""
     has_evidence = (shot.folder / snap.evidence_name(name)).is_file()
-    try:
-        verdict = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
-    except Exception as exc:  # an output the gate cannot assess does not pass
-        return {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "verdict": None,
-                "details": {"checks": {"gate_error": "fail"}, "exceptionable": False}}
     data = plain(verdict)
     status = data.get("status")
     if status not in {"pass", "fail", "review"}:
