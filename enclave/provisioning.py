@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from enclave.airlock.faults import crash_point
 from enclave.airlock.snapshot import sha256_file
+from enclave.conditions import ProjectConditions
+from enclave.extract.shuffle import shuffle
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -84,6 +86,10 @@ class ExtractSpec(BaseModel):
         description="Person-level quasi-identifiers: k must also hold for each person's values joined over all tables.",
     )
 
+    conditions: ProjectConditions = Field(
+        default_factory=ProjectConditions,
+        description="The board's further conditions; the attacker model decides what the extract must withstand.")
+
     @field_validator("project")
     @classmethod
     def _slug(cls, v: str) -> str:
@@ -94,6 +100,8 @@ class ExtractSpec(BaseModel):
     def fingerprint_payload(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
         data["variables"] = {s: sorted(c) for s, c in sorted(self.variables.items())}
+        # Only the attacker model shapes the files; a workspace limit changed by the board is no new extract.
+        data["conditions"] = {"attacker_model": data["conditions"]["attacker_model"]}
         return data
 
 
@@ -256,6 +264,38 @@ def _protect_join(frames: dict[str, pd.DataFrame], table_qis: dict[str, list[str
     report["k_reached"] = join_risk.verify(out, table_qis, spec.person_quasi_identifiers, spec.k)
     report["people"] = int(len(join_risk.people(out)))
     return out, report
+
+
+MAX_PRIVACY_ROUNDS = 8
+
+
+def _protect_attacker_knowledge(frames: dict[str, pd.DataFrame], table_qis: dict[str, list[str]], spec: ExtractSpec,
+                                joined_report: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], dict[str, Any], dict[str, Any]]:
+    """What the board's attacker model says an attacker knows (profile + m events, family edges)
+    must leave k people (``enclave.extract``): remedy, re-apply the joined-tables step, repeat;
+    then re-measure and refuse the extract if anything is still below k."""
+    from enclave.extract import attacker, measure, remedy
+
+    knowledge = attacker.knowledge_for({t: list(df.columns) for t, df in frames.items()}, spec.k,
+                                       spec.conditions.attacker_model, spec.person_quasi_identifiers)
+    originals = {t: frames[t][list(cols)].copy() for t, cols in knowledge.event_columns.items()}
+    rows_in = {t: int(len(df)) for t, df in frames.items()}
+    values_in = {t: {c: int(frames[t][c].notna().sum()) for c in cols} for t, cols in knowledge.event_columns.items()}
+    loss = remedy.Loss()
+    rounds = 0
+    for rounds in range(1, MAX_PRIVACY_ROUNDS + 1):
+        frames, changed = remedy.protect(frames, knowledge, originals, loss)
+        if not changed:
+            break
+        frames, joined_report = _protect_join(frames, table_qis, spec)
+    risk = measure.assess(frames, knowledge)
+    if not risk.clean:
+        below = {name: value for name, value in risk.figures().items() if value is not None and value < spec.k}
+        raise ProvisioningError(f"tables {sorted(frames)}: after {rounds} rounds the attacker model "
+                                f"({knowledge.model.model_dump()}) still leaves fewer than k={spec.k} people: {below}")
+    report = {"attacker_model": knowledge.as_manifest(), "measured": risk.figures(), "rounds": rounds,
+              "information_loss": loss.as_manifest(rows_in, values_in), "people_dropped_alone_in_family": loss.people_dropped}
+    return frames, report, joined_report
 
 
 def _common_levels(frames: dict[str, pd.DataFrame], originals: dict[str, pd.DataFrame],
@@ -467,7 +507,9 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                 originals[table] = df[[c for c in spec.person_quasi_identifiers if c in df.columns]]
             frames, common_levels = _common_levels(frames, originals, k_reports, spec.person_quasi_identifiers)
             frames, joined_report = _protect_join(frames, table_qis, spec)
+            frames, privacy_report, joined_report = _protect_attacker_knowledge(frames, table_qis, spec, joined_report)
             joined_report["common_levels"] = common_levels
+            frames = shuffle(frames)
             tables_meta: dict[str, Any] = {}
             for table, df in frames.items():
                 k_report = _refresh_k_report(k_reports[table], df, table_qis[table])
@@ -495,6 +537,7 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
             reached = [t["k_anonymity"]["k_reached"] for t in tables_meta.values() if t["k_anonymity"]["k_reached"] is not None]
             if joined_report["k_reached"] is not None:
                 reached.append(joined_report["k_reached"])
+            reached.extend(v for v in privacy_report["measured"].values() if v is not None)
             quality = rmanifest.get("linkage_quality") or rmanifest.get("quality") or {}
             manifest = {
                 "project": spec.project,
@@ -509,6 +552,9 @@ def build_extract(spec: ExtractSpec, research_dir: Path, keystore_dir: Path, ext
                 "agencies": sorted({(t.get("source") or {}).get("agency") for t in tables_meta.values()} - {None}),
                 "tables": tables_meta,
                 "joined_tables": joined_report,
+                "attacker_model": privacy_report["attacker_model"],
+                "privacy": privacy_report,
+                "conditions": spec.conditions.model_dump(mode="json"),
                 "linkage_quality": {s: quality.get(s) for s in spec.variables if isinstance(quality, dict) and s in quality},
                 "linkage_quality_overall": rmanifest.get("linkage_quality_overall") or {},
             }
@@ -577,7 +623,18 @@ def spec_for_approval(project_slug: str, approval: Any) -> ExtractSpec:
         cohort=cohort_from_approval(approval.cohort),
         k=int(approval.k),
         dp_epsilon=float(approval.dp_epsilon) if approval.dp_epsilon is not None else None,
+        conditions=_conditions(approval),
     )
+
+
+def _conditions(approval: Any) -> ProjectConditions:
+    """The approval's conditions; settings provisioning cannot read refuse the build (never ignored)."""
+    from enclave.conditions import conditions_of
+
+    try:
+        return conditions_of(approval)
+    except Exception as exc:  # pydantic ValidationError names the key
+        raise ProvisioningError(f"approval {approval.id} settings cannot be applied: {exc}") from None
 
 
 def _version_number(label: str) -> int:
