@@ -61,8 +61,18 @@ def profiles(tables: dict[str, pd.DataFrame], person_columns: tuple[str, ...] | 
         columns[col] = _sets(pd.concat(parts, ignore_index=True)).reindex(population).fillna(MISSING).to_numpy()
     if not columns:
         return pd.Series(0, index=population, dtype="int64")
-    frame = pd.DataFrame(columns, index=population)
-    return pd.Series(frame.groupby(list(frame.columns), sort=False).ngroup().to_numpy(), index=population, dtype="int64")
+    ids = combine([pd.factorize(v)[0].astype(np.int64) for v in columns.values()])
+    return pd.Series(ids, index=population, dtype="int64")
+
+
+def combine(codes: list[np.ndarray]) -> np.ndarray:
+    """Row ids over several integer code columns: equal tuples, equal id (exact, no hashing)."""
+    out = np.zeros(len(codes[0]) if codes else 0, dtype=np.int64)
+    for c in codes:
+        width = int(c.max()) + 1 if len(c) else 1
+        out, _ = pd.factorize(out * width + c)
+        out = out.astype(np.int64)
+    return out
 
 
 def event_ids(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> np.ndarray:
@@ -71,8 +81,7 @@ def event_ids(df: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> np.ndar
         return np.zeros(0, dtype=np.int64)
     if not columns:
         return np.zeros(len(df), dtype=np.int64)
-    keys = [text_values(df[c]).fillna(MISSING) for c in columns]
-    return df.groupby(keys, sort=False).ngroup().to_numpy().astype(np.int64)
+    return combine([pd.factorize(text_values(df[c]).fillna(MISSING))[0].astype(np.int64) for c in columns])
 
 
 def event_class_sizes(tables: dict[str, pd.DataFrame], knowledge: Knowledge, profile: pd.Series,
