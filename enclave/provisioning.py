@@ -631,10 +631,13 @@ def _conditions(approval: Any) -> ProjectConditions:
     """The approval's conditions; settings provisioning cannot read refuse the build (never ignored)."""
     from enclave.conditions import conditions_of
 
+    from pydantic import ValidationError
+
     try:
         return conditions_of(approval)
-    except Exception as exc:  # pydantic ValidationError names the key
-        raise ProvisioningError(f"approval {approval.id} settings cannot be applied: {exc}") from None
+    except ValidationError as exc:
+        named = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ProvisioningError(f"approval {approval.id} settings cannot be applied: {named}") from None
 
 
 def _version_number(label: str) -> int:
