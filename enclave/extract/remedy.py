@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from enclave.extract import measure
-from enclave.extract.attacker import PAIR_KEYS, PSEUDONYM, Knowledge
+from enclave.extract import joined, measure
+from enclave.extract.attacker import PAIR_KEYS, PSEUDONYM, Knowledge, knowledge_for
 from enclave.extract.ladders import Ladders, load_ladders, text_values
+from enclave.extract.spec import ExtractSpec, ProvisioningError
 
 SUPPRESSION_SHARE = 0.02  # above this share of a table's rows at risk, generalise before suppressing
 
@@ -224,3 +225,36 @@ def protect(tables: dict[str, pd.DataFrame], knowledge: Knowledge, originals: di
         changed |= _drop_events(tables, knowledge, profile, loss)
     changed |= _drop_edges(tables, knowledge, loss)
     return tables, changed
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+MAX_PRIVACY_ROUNDS = 8
+
+
+def protect_attacker_knowledge(frames: dict[str, pd.DataFrame], table_qis: dict[str, list[str]], spec: ExtractSpec,
+                                joined_report: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], dict[str, Any], dict[str, Any]]:
+    """What the board's attacker model says an attacker knows (profile + m events, family edges)
+    must leave k people (``enclave.extract``): remedy, re-apply the joined-tables step, repeat;
+    then re-measure and refuse the extract if anything is still below k."""
+    knowledge = knowledge_for({t: list(df.columns) for t, df in frames.items()}, spec.k,
+                                       spec.conditions.attacker_model, spec.person_quasi_identifiers)
+    originals = {t: frames[t][list(cols)].copy() for t, cols in knowledge.event_columns.items()}
+    rows_in = {t: int(len(df)) for t, df in frames.items()}
+    values_in = {t: {c: int(frames[t][c].notna().sum()) for c in cols} for t, cols in knowledge.event_columns.items()}
+    loss = Loss()
+    rounds = 0
+    for rounds in range(1, MAX_PRIVACY_ROUNDS + 1):
+        frames, changed = protect(frames, knowledge, originals, loss)
+        if not changed:
+            break
+        frames, joined_report = joined.protect_join(frames, table_qis, spec)
+    risk = measure.assess(frames, knowledge)
+    if not risk.clean:
+        below = {name: value for name, value in risk.figures().items() if value is not None and value < spec.k}
+        raise ProvisioningError(f"tables {sorted(frames)}: after {rounds} rounds the attacker model "
+                                f"({knowledge.model.model_dump()}) still leaves fewer than k={spec.k} people: {below}")
+    report = {"attacker_model": knowledge.as_manifest(), "measured": risk.figures(), "rounds": rounds,
+              "information_loss": loss.as_manifest(rows_in, values_in), "people_dropped_alone_in_family": loss.people_dropped}
+    return frames, report, joined_report

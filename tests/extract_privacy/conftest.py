@@ -91,6 +91,7 @@ def build(tmp_path: Path, research: Path, project: str, *, protect: bool = True,
     must succeed on it): no attacker-model remedy and the store's row order kept."""
     from enclave import provisioning
     from enclave.conditions import ProjectConditions
+    from enclave.extract import remedy, shuffle
 
     spec = provisioning.ExtractSpec(project=project, approval_id="1", variables=variables or FAMILY_VARIABLES, k=k,
                                     conditions=ProjectConditions.model_validate(conditions or {}))
@@ -98,9 +99,9 @@ def build(tmp_path: Path, research: Path, project: str, *, protect: bool = True,
     if protect:
         return provisioning.build_extract(spec, research, tmp_path / "keys", out)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(provisioning, "_protect_attacker_knowledge",
+        mp.setattr(remedy, "protect_attacker_knowledge",
                    lambda frames, qis, spec, joined: (frames, {"attacker_model": {}, "measured": {}}, joined))
-        mp.setattr(provisioning, "shuffle", lambda frames: frames)
+        mp.setattr(shuffle, "shuffle", lambda frames: frames)
         return provisioning.build_extract(spec, research, tmp_path / "keys", out)
 
 

@@ -222,10 +222,10 @@ def test_a_clean_extract_is_not_changed(tmp_path):
 
 def test_unsafe_remedy_is_refused_by_the_independent_measure(tmp_path, monkeypatch):
     """Should the remedy ever return an unsafe join, the re-measure refuses the build, writing nothing."""
-    from enclave import extract_linkage_risk
+    from enclave.extract import joined
     from enclave.provisioning import ProvisioningError
 
-    monkeypatch.setattr(extract_linkage_risk, "protect", lambda tables, qis, k, rule, **kw: (dict(tables), {}))
+    monkeypatch.setattr(joined, "protect", lambda tables, qis, k, rule, **kw: (dict(tables), {}))
     keys = _keys(40)
     school = pd.DataFrame({"person_key": keys, "neighbourhood": ["Canton"] * 20 + ["Hampden"] * 20})
     foster = pd.DataFrame({"person_key": keys, "race_ethnicity": ["asian" if i in {0, 1, 2, 3, 20} else "black"
