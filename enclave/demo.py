@@ -1,4 +1,4 @@
-"""`make demo`: synthetic deposits, linkage, two board-approved projects with their extracts.
+"""`make demo`: synthetic deposits, linkage, three board-approved projects with their extracts.
 
 Each step is idempotent (synth output kept, ingest skips known deposits, the board's demo
 approvals and extract builds are no-ops when done), so the demo restarts quickly.

@@ -47,6 +47,13 @@ DEFAULT_DEFINITIONS_DIR = Path(__file__).parent / "source_definitions"
 
 _COLUMN_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 
+# What an attacker can do with a column (the extract's attacker model reads these). ``direct``
+# names a person; ``quasi_person`` is known about the person (birth year, sex); ``quasi_event`` is
+# known about one of their events (a month, a school, a facility); ``sensitive`` is what a
+# disclosure would reveal; ``other`` neither identifies nor is known. An unclassified column
+# (None) counts as quasi, so a new column stays protected until a steward classifies it.
+DisclosureClass = Literal["direct", "quasi_person", "quasi_event", "sensitive", "other"]
+
 
 class SourceDefinitionError(ValueError):
     """A definition file that cannot be used; the message names the file and the key."""
@@ -69,6 +76,7 @@ class ContentColumn(BaseModel):
     min: float | None = None
     max: float | None = None
     max_length: int = Field(default=100, ge=1, le=100_000)
+    disclosure: DisclosureClass | None = Field(default=None, description="Disclosure class; unclassified counts as quasi.")
 
     @model_validator(mode="after")
     def _category_has_values(self) -> "ContentColumn":

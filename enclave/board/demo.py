@@ -1,4 +1,4 @@
-"""The demo's governance: its people, its sources, and two projects taken through the board.
+"""The demo's governance: its people, its sources, and three projects taken through the board.
 
 Everything goes through the same services as real use (permissions, policies, audit), and
 every step is idempotent, so ``make demo`` can run it again on an existing registry.
@@ -21,6 +21,7 @@ from enclave.registry.models import Project, Source
 
 DEMO_FILE = Path(__file__).with_name("demo_projects.yaml")
 DEMO_BOARD = ("board1", "board2", "board3")
+RELATIONSHIPS = "relationships"
 
 
 def default_definitions_dir() -> Path:
@@ -56,6 +57,10 @@ def seed(session: Session, definitions_dir: Path | None = None) -> dict[str, lis
             if steward:
                 stewards[steward] = "steward1"
         sources = people.register_sources_from_definitions(session, "admin", directory, stewards)
+    if RELATIONSHIPS not in known:  # not an agency file: the family edges linkage derives (research store)
+        people.register_source(session, "admin", RELATIONSHIPS, "IDS linkage", domain="derived",
+                               description="Family relationships (mother_of, father_of) between linked people")
+        sources.append(RELATIONSHIPS)
     return {"people": created, "sources": sources}
 
 

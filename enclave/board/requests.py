@@ -77,6 +77,12 @@ class ApplicationRequest(BaseModel):
     dp_epsilon: float = Field(ge=0, le=100)
     start_date: dt.date
     end_date: dt.date
+    settings: dict[str, Any] = Field(default_factory=dict, description="Further conditions (enclave.conditions), e.g. attacker_model.")
+
+    @field_validator("settings")
+    @classmethod
+    def _known_settings(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return checked_settings(v)
 
     @field_validator("sources")
     @classmethod
@@ -127,6 +133,62 @@ class Conditions(BaseModel):
     dp_epsilon: float | None = Field(default=None, ge=0, le=100)
     expires_on: dt.date | None = None
     notes: str = ""
+    settings: dict[str, Any] | None = Field(default=None, description="Settings the board sets, over the application's.")
+
+    @field_validator("settings")
+    @classmethod
+    def _known_settings(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else checked_settings(v)
+
+
+def checked_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """Settings as given, once ``enclave.conditions.ProjectConditions`` accepts them (unknown key: refused)."""
+    from enclave.conditions import ProjectConditions
+
+    ProjectConditions.model_validate(raw)
+    return raw
+
+
+def merged_settings(base: dict[str, Any] | None, over: dict[str, Any] | None) -> dict[str, Any]:
+    """``over`` laid on ``base`` key by key (nested mappings merged), then checked."""
+    out = dict(base or {})
+    for key, value in (over or {}).items():
+        out[key] = _merge(out.get(key), value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    try:
+        return checked_settings(out)
+    except ValidationError as error:
+        raise InvalidInput(f"settings: {_describe(error)}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def setting_assignments(items: list[str]) -> dict[str, Any]:
+    """``dotted.key=value`` strings (the CLI's ``--setting``) as a nested mapping; values read as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise InvalidInput(f"--setting {item!r}: expected dotted.key=value, e.g. attacker_model.events_known=2")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise InvalidInput(f"--setting {item!r}: the value is not a plain value") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InvalidInput(f"--setting {item!r}: {part} is set both as a value and as a group")
+        node[parts[-1]] = value
+    try:
+        return checked_settings(out)
+    except ValidationError as error:
+        raise InvalidInput(f"--setting: {_describe(error)}") from None
 
 
 def _describe(error: ValidationError) -> str:

@@ -17,7 +17,7 @@ from enclave import audit
 from enclave.board import permissions as who
 from enclave.board import policies as when
 from enclave.board.errors import InvalidInput, NotAllowed, NotFound
-from enclave.board.requests import AmendmentRequest, ApplicationRequest, Cohort, Conditions
+from enclave.board.requests import AmendmentRequest, ApplicationRequest, Cohort, Conditions, merged_settings
 from enclave.board.states import (
     ApplicationKind,
     ApplicationState,
@@ -164,6 +164,7 @@ def _new_application(session: Session, project: Project, applicant: Person, kind
         sources=list(request.sources), variables={s: list(v) for s, v in request.variables.items()},
         cohort=request.cohort.model_dump(), k=request.k, dp_epsilon=request.dp_epsilon,
         start_date=request.start_date, end_date=request.end_date, researchers=researchers,
+        settings=dict(request.settings),
     )
     session.add(application)
     session.flush()
@@ -239,6 +240,7 @@ def amend(session: Session, actor: str, project_slug: str, amendment: AmendmentR
             cohort=Cohort.model_validate(approval.cohort), k=approval.k,
             dp_epsilon=amendment.dp_epsilon if amendment.dp_epsilon is not None else approval.dp_epsilon,
             start_date=latest_approved.start_date, end_date=end_date,
+            settings=dict(approval.settings or {}),  # an amendment keeps the approved conditions
         )
     except ValueError as error:
         raise InvalidInput(f"{origin}: {error}") from None
@@ -355,6 +357,7 @@ def _final_conditions(application: Application, conditions: Conditions | None) -
         "k": conditions.k if conditions.k is not None else application.k,
         "dp_epsilon": conditions.dp_epsilon if conditions.dp_epsilon is not None else application.dp_epsilon,
         "expires_on": conditions.expires_on or application.end_date, "notes": conditions.notes,
+        "settings": merged_settings(application.settings, conditions.settings),
     }
 
 

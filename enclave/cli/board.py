@@ -16,7 +16,7 @@ from enclave.board import permissions as who
 from enclave.board.console import caller, checked, fail, out, run
 from enclave.board.errors import GovernanceError
 from enclave.settings import get_settings
-from enclave.board.requests import Conditions, load_yaml
+from enclave.board.requests import Conditions, load_yaml, setting_assignments
 from enclave.board.states import ApplicationState
 from enclave.registry.base import ensure_schema, session_scope
 from enclave.registry.models import Application, Person, Source
@@ -178,12 +178,26 @@ def show_application(application_id: int) -> None:
                              ("cohort", application.cohort), ("k", application.k), ("DP epsilon", application.dp_epsilon),
                              ("dates", f"{application.start_date} to {application.end_date}")):
             out.print(f"  {label}: {value}", highlight=False)
+        for key, value in _condition_lines(application):
+            out.print(f"  condition {key}: {value}", highlight=False)
         for v in application.votes:
             out.print(f"  vote: {v.voter.username} {v.choice} {v.comment}", highlight=False)
         out.print(f"  tally: {t.approve} approve, {t.reject} reject, {t.changes} changes; {t.counted} counted "
                   f"({t.not_counted} recused), quorum {t.quorum}, majority > {t.majority}: "
                   f"{t.outcome.value if t.outcome else 'no quorum yet'}", highlight=False)
     run(_show, readonly=True)
+
+
+def _condition_lines(holder) -> list[tuple[str, object]]:
+    """Every further condition (enclave.conditions), defaults filled in, as dotted keys."""
+    from enclave.conditions import conditions_of
+
+    def walk(prefix: str, node) -> list[tuple[str, object]]:
+        if isinstance(node, dict):
+            return [line for key, value in node.items() for line in walk(f"{prefix}.{key}" if prefix else key, value)]
+        return [(prefix, node)]
+
+    return walk("", conditions_of(holder).model_dump(mode="json"))
 
 
 @app.command("open")
@@ -210,9 +224,16 @@ def conflict(project: str, reason: str = typer.Option(...), member: str = typer.
 
 @app.command()
 def decide(application_id: int, conditions: Path = typer.Option(None, help="YAML of approval conditions (narrowing only)."),
-           note: str = typer.Option("", help="Decision note kept with the application.")) -> None:
+           note: str = typer.Option("", help="Decision note kept with the application."),
+           setting: list[str] = typer.Option([], help="dotted.key=value, e.g. attacker_model.events_known=2; repeatable.")) -> None:
     """Close the vote: approve with conditions, reject or request changes, as the counted votes carry."""
     parsed = checked(lambda: load_yaml(Conditions, conditions)) if conditions else None
+    if setting:
+        from enclave.board.requests import merged_settings
+
+        given = checked(lambda: setting_assignments(setting))
+        base = parsed or Conditions()
+        parsed = base.model_copy(update={"settings": checked(lambda: merged_settings(base.settings, given))})
     decision = run(lambda s: service.decide(s, caller(), application_id, parsed, note))
     t = decision.tally
     out.print(f"application {application_id}: [bold]{decision.outcome.value}[/] "
@@ -220,6 +241,8 @@ def decide(application_id: int, conditions: Path = typer.Option(None, help="YAML
     if decision.approval is not None:
         a = decision.approval
         out.print(f"  conditions: sources {a.sources}; k {a.k}; DP epsilon {a.dp_epsilon}; expires {a.expires_on}", highlight=False)
+        for key, value in _condition_lines({**(a.settings or {})}):
+            out.print(f"  condition {key}: {value}", highlight=False)
         _provision_after_approval(a.project_id)
 
 
