@@ -5,7 +5,8 @@ import importlib
 
 import typer
 
-app = typer.Typer(help="IDS research enclave: ingest, link, govern, analyse, release.", no_args_is_help=True)
+app = typer.Typer(help="IDS research enclave: ingest, link, govern, analyse, release.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 
 
 
@@ -25,6 +26,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "release": ("release", "Researchers: output release requests through the airlock."),
     "review": ("review", "Disclosure reviewers: review and decide release requests."),
     "audit": ("audit", "Audit chain: show and verify."),
+    "people": ("people", "Admins: accounts, roles and linked operating-system accounts (same as `board people`)."),
     "hub": ("hub", "Workspaces: JupyterHub, the OIDC provider, the demo."),
 }
 
@@ -47,4 +49,7 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    from enclave.cli.common import refusals
+
+    with refusals():  # the last guard: no traceback reaches a user, whatever a command lets through
+        app()
