@@ -218,7 +218,12 @@ def register_sources_from_definitions(session: Session, actor: str, directory: P
     """
     names = []
     for path in sorted(directory.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError) as error:
+            raise InvalidInput(f"{path}: not a readable UTF-8 YAML source definition ({type(error).__name__})") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path}: a source definition is a mapping of fields")
         for field in ("name", "agency"):
             if not data.get(field):
                 raise InvalidInput(f"{path}: field {field!r} is missing")

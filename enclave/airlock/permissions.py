@@ -52,7 +52,7 @@ def is_independent_reviewer(actor: Actor, request: RequestFacts) -> bool:
 
 
 def may_review_request(actor: Actor, request: RequestFacts) -> bool:
-    """Only an independent disclosure reviewer may review a request whose author is still on the project."""
+    """Only a disclosure reviewer who is neither the author nor a member (now or ever) of the project may review it, and only while its author is still a member."""
     return is_independent_reviewer(actor, request) and author_is_still_member(request)
 
 

@@ -58,7 +58,7 @@ def check_no_declared_conflict(person: Person, project: Project, conflicted_ids:
 
 def was_ever_on_project(person: Person, project: Project) -> bool:
     """True when the person is, or ever was, a member of the project (a removed member is never independent)."""
-    return any(m.person_id == person.id for m in project.memberships) or project.lead_id == person.id
+    return any(m.person_id == person.id for m in project.memberships)  # the lead holds a membership too
 
 
 def check_not_on_project(person: Person, project: Project, application: Application | None = None) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from enclave import people
 from enclave.board import demo, service
 from enclave.board import permissions as who
-from enclave.board.errors import GovernanceError
+from enclave.board.errors import GovernanceError, InvalidInput
 from enclave.cli.common import App, RecordId, caller, checked, fail, os_account, out, run, safe
 from enclave.settings import get_settings
 from enclave.board.requests import Conditions, load_yaml
@@ -143,7 +143,11 @@ def sources_sync(definitions: Path = typer.Option(None, help="Folder of source d
             mapping = {}
             for path in directory.glob("*.yaml"):
                 import yaml
-                name = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("steward")
+                try:
+                    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                except (UnicodeDecodeError, yaml.YAMLError) as error:
+                    raise InvalidInput(f"{path}: not a readable UTF-8 YAML source definition ({type(error).__name__})") from None
+                name = data.get("steward") if isinstance(data, dict) else None
                 if name:
                     mapping[name] = steward
         return people.register_sources_from_definitions(session, caller(), directory, mapping)
