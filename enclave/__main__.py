@@ -1,3 +1,3 @@
-from enclave.cli import app
+from enclave.cli import main
 
-app()
+main()

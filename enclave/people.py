@@ -17,15 +17,19 @@ from enclave import audit
 from enclave.board import permissions as who
 from enclave.board.errors import InvalidInput, NotAllowed, NotFound
 from enclave.board.states import Role
-from enclave.registry.models import UID_BASE, Agency, Person, PersonRole, Source, SourceSteward
+from enclave.registry.models import UID_BASE, Agency, AuditEvent, Person, PersonRole, Source, SourceSteward
 
 USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # also a valid unix user name
+# An operating-system account name as shadow-utils accepts it (the column holds 64 characters).
+OS_ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\$?$")
+REGISTRY_MODE_ACTION = "registry.mode_set"
+REGISTRY_MODES = ("production", "demo", "test")
 
 
 def get_person(session: Session, username: str | None) -> Person:
     """The registry person called ``username``; ``NotFound`` otherwise."""
     if not username:
-        raise NotFound("no caller identity: set ENCLAVE_USER to your username")
+        raise NotFound("no caller identity")
     person = session.scalars(select(Person).where(Person.username == username)).first()
     if person is None:
         raise NotFound(f"no person {username!r} in the registry")
@@ -111,6 +115,73 @@ def set_active(session: Session, actor: str, username: str, active: bool) -> Non
     audit.append(session, actor=actor, action="person.enabled" if active else "person.disabled", subject=f"user:{username}")
 
 
+def person_for_os_account(session: Session, os_account: str) -> Person | None:
+    """The registry person an operating-system account is linked to, or None (root included: nobody unless linked)."""
+    return session.scalars(select(Person).where(Person.os_account == os_account)).first()
+
+
+def link_account(session: Session, actor: str, username: str, os_account: str) -> None:
+    """An admin links an operating-system account to a person: the CLI run by that account acts as them."""
+    who.check_can_manage_people(get_person(session, actor))
+    if not OS_ACCOUNT_PATTERN.match(os_account):
+        raise InvalidInput(f"operating-system account {os_account!r} must match {OS_ACCOUNT_PATTERN.pattern}")
+    person = get_person(session, username)
+    holder = person_for_os_account(session, os_account)
+    if holder is not None and holder.id != person.id:
+        raise NotAllowed(f"operating-system account {os_account} is already linked to {holder.username}; unlink it first")
+    previous = person.os_account
+    person.os_account = os_account
+    audit.append(session, actor=actor, action="person.account_linked", subject=f"user:{username}",
+                 details={"os_account": os_account, "previous": previous})
+
+
+def unlink_account(session: Session, actor: str, username: str) -> None:
+    """An admin removes a person's operating-system account: the CLI no longer acts as them from any account."""
+    who.check_can_manage_people(get_person(session, actor))
+    person = get_person(session, username)
+    if person.os_account is None:
+        raise NotAllowed(f"{username} has no operating-system account linked")
+    previous, person.os_account = person.os_account, None
+    audit.append(session, actor=actor, action="person.account_unlinked", subject=f"user:{username}",
+                 details={"os_account": previous})
+
+
+def registry_mode(session: Session) -> str:
+    """The mode this registry was marked with (demo or test registries only); production unless marked."""
+    details = session.scalar(select(AuditEvent.details).where(AuditEvent.action == REGISTRY_MODE_ACTION)
+                             .order_by(AuditEvent.seq.desc()).limit(1))
+    if details is None:
+        return "production"
+    import json
+
+    mode = json.loads(details).get("mode")
+    return mode if mode in REGISTRY_MODES else "production"
+
+
+def mark_registry_mode(session: Session, actor: str, mode: str) -> None:
+    """Mark a registry as a demo or test one (audited): only such a registry accepts ENCLAVE_USER."""
+    if mode not in REGISTRY_MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(REGISTRY_MODES)}")
+    if registry_mode(session) != mode:
+        audit.append(session, actor=actor, action=REGISTRY_MODE_ACTION, subject="registry", details={"mode": mode})
+
+
+def set_steward_release_approval(session: Session, actor: str, agency: str, required: bool) -> None:
+    """An admin or a steward of the agency turns the agency's approval of releases using its data on or off."""
+    agency_row = session.scalars(select(Agency).where(Agency.name == agency)).first()
+    if agency_row is None:
+        raise NotFound(f"no agency {agency!r} in the registry")
+    person = get_person(session, actor)
+    stewarded = session.scalars(select(SourceSteward.source_id).join(Source, Source.id == SourceSteward.source_id).where(
+        Source.agency_id == agency_row.id, SourceSteward.person_id == person.id)).first() is not None
+    who.check_can_set_agency_policy(person, agency, stewarded)
+    if agency_row.steward_release_approval == required:
+        return
+    agency_row.steward_release_approval = required
+    audit.append(session, actor=actor, action="agency.steward_approval_" + ("on" if required else "off"),
+                 subject=f"agency:{agency}", details={"steward_release_approval": required})
+
+
 def register_source(session: Session, actor: str, name: str, agency: str, *, domain: str = "", description: str = "",
                     stewards: Iterable[str] = ()) -> Source:
     """An admin registers (or updates) a source with its agency and stewards."""
@@ -147,7 +218,12 @@ def register_sources_from_definitions(session: Session, actor: str, directory: P
     """
     names = []
     for path in sorted(directory.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError) as error:
+            raise InvalidInput(f"{path}: not a readable UTF-8 YAML source definition ({type(error).__name__})") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path}: a source definition is a mapping of fields")
         for field in ("name", "agency"):
             if not data.get(field):
                 raise InvalidInput(f"{path}: field {field!r} is missing")
@@ -186,4 +262,5 @@ def seed_demo_people(session: Session) -> list[str]:
         if session.scalars(select(Person.id).where(Person.username == username)).first() is None:
             add_person(session, admin.username, username, name, roles)
             created.append(username)
+    mark_registry_mode(session, admin.username, "demo")
     return created

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -27,7 +27,11 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path("var"), description="Data root holding every zone.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL of the registry; default a SQLite file in home.")
-    user: str | None = Field(default=None, description="Identity of the CLI caller (the web console uses OAuth instead).")
+    mode: Literal["production", "demo", "test"] = Field(
+        default="production",
+        description="production: the CLI acts as the operating-system account running it; demo and test also honour "
+                    "ENCLAVE_USER (with a warning), and only against a registry marked demo or test.")
+    user: str | None = Field(default=None, description="Demo and test mode only: the registry username the CLI acts as.")
     hub_port: int = Field(default=8000, description="Public port of the JupyterHub proxy.")
     oidc_port: int = Field(default=8900, description="Port of the development OIDC provider on loopback.")
     oidc_issuer: str | None = Field(default=None, description="Issuer URL of the city's OIDC provider; unset = local dev provider.")

@@ -17,6 +17,7 @@ class Actor:
     member_of: frozenset[str] = frozenset()  # projects the person belongs to, pending memberships included
     steward_of: frozenset[str] = frozenset()  # agency names the person is a steward of
     active_in: frozenset[str] | None = None  # projects with an active (approved) membership; None = member_of
+    ever_in: frozenset[str] | None = None  # projects the person is or ever was on, removed included; None = member_of
 
 
 @dataclass(frozen=True)
@@ -45,4 +46,5 @@ class RequestFacts:
     stewards_required: frozenset[str] = frozenset()  # agencies whose steward must approve
     stewards_approved: frozenset[str] = frozenset()
     project_active: bool = True  # approved and not suspended, revoked or expired
+    author_active: bool = True  # the author is still an approved member of the project (not removed)
     extra: dict = field(default_factory=dict, compare=False)

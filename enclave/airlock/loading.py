@@ -43,11 +43,13 @@ def actor(session: Session, username: str | None) -> tuple[Person, Actor]:
     who = person(session, username)
     memberships = session.execute(
         select(Project.slug, Membership.state).join(Membership, Membership.project_id == Project.id).where(
-            Membership.person_id == who.id, Membership.state != MembershipState.removed
+            Membership.person_id == who.id
         )
     ).all()
-    projects = [slug for slug, _ in memberships]
+    projects = [slug for slug, state in memberships if state != MembershipState.removed]
     active = [slug for slug, state in memberships if state == MembershipState.active]
+    # A removed member is never independent of the project: kept apart for the independence rules.
+    ever = [slug for slug, _ in memberships]
     agencies = session.scalars(
         select(Agency.name)
         .join(Source, Source.agency_id == Agency.id)
@@ -55,7 +57,8 @@ def actor(session: Session, username: str | None) -> tuple[Person, Actor]:
         .where(SourceSteward.person_id == who.id)
     ).all()
     # A pending member is still on the project's side of the wall: excluded from reviewing it.
-    return who, Actor(who.username, frozenset(who.role_names), frozenset(projects), frozenset(agencies), frozenset(active))
+    return who, Actor(who.username, frozenset(who.role_names), frozenset(projects), frozenset(agencies), frozenset(active),
+                      frozenset(ever))
 
 
 def project(session: Session, slug: str) -> Project:
@@ -141,5 +144,8 @@ def facts(session: Session, req: ReleaseRequest, today: dt.date | None = None) -
         stewards_required=required,
         stewards_approved=approved,
         project_active=project_is_live(proj, today),
+        author_active=session.scalar(select(Membership.id).where(
+            Membership.project_id == proj.id, Membership.person_id == author.id,
+            Membership.state == MembershipState.active)) is not None,
         extra={"round": round_},
     )

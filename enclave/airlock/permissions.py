@@ -20,6 +20,17 @@ def is_active_member(actor: Actor, project: str) -> bool:
     return project in active
 
 
+def was_ever_member(actor: Actor, project: str) -> bool:
+    """Only someone who is or ever was on the project (removed members included) may do this."""
+    ever = actor.member_of if actor.ever_in is None else actor.ever_in
+    return project in ever or project in actor.member_of
+
+
+def author_is_still_member(request: RequestFacts) -> bool:
+    """The author must still be an approved member of the project (a removed researcher's requests are withdrawn)."""
+    return request.author_active
+
+
 def may_create_request(actor: Actor, project: str) -> bool:
     """Only a researcher who is an approved member of the project may create a release request for it."""
     return "researcher" in actor.roles and is_active_member(actor, project)
@@ -31,22 +42,27 @@ def may_edit_request(actor: Actor, request: RequestFacts) -> bool:
 
 
 def is_independent_of(actor: Actor, request: RequestFacts) -> bool:
-    """A reviewer must be neither the author nor a member of the project."""
-    return not is_author(actor, request) and not is_project_member(actor, request.project)
+    """A reviewer must be neither the author nor a present or past (removed) member of the project."""
+    return not is_author(actor, request) and not was_ever_member(actor, request.project)
 
 
-def may_review_request(actor: Actor, request: RequestFacts) -> bool:
-    """Only a disclosure reviewer who is neither the author nor a member of the project may review it."""
+def is_independent_reviewer(actor: Actor, request: RequestFacts) -> bool:
+    """Only a disclosure reviewer who never was the author or on the project may do this."""
     return "reviewer" in actor.roles and is_independent_of(actor, request)
 
 
+def may_review_request(actor: Actor, request: RequestFacts) -> bool:
+    """Only a disclosure reviewer who is neither the author nor a member (now or ever) of the project may review it, and only while its author is still a member."""
+    return is_independent_reviewer(actor, request) and author_is_still_member(request)
+
+
 def may_approve_for_agency(actor: Actor, request: RequestFacts, agency: str) -> bool:
-    """Only a steward of that agency, independent of the project, may approve outputs that use its data."""
-    return agency in actor.steward_of and is_independent_of(actor, request)
+    """Only a steward of that agency, independent of the project, may approve outputs of a current member's request."""
+    return agency in actor.steward_of and is_independent_of(actor, request) and author_is_still_member(request)
 
 
 def may_release_request(actor: Actor, request: RequestFacts) -> bool:
-    """Only an independent disclosure reviewer may carry out the release."""
+    """Only an independent disclosure reviewer may release, and only the request of a current member."""
     return may_review_request(actor, request)
 
 
@@ -55,6 +71,6 @@ def may_read_request(actor: Actor, request: RequestFacts) -> bool:
     return (
         is_author(actor, request)
         or is_project_member(actor, request.project)
-        or may_review_request(actor, request)
+        or is_independent_reviewer(actor, request)
         or bool(actor.steward_of & request.stewards_required)
     )

@@ -56,14 +56,18 @@ def check_no_declared_conflict(person: Person, project: Project, conflicted_ids:
         raise NotPermitted(f"{person.username} declared a conflict of interest on project {project.slug} and is recused")
 
 
+def was_ever_on_project(person: Person, project: Project) -> bool:
+    """True when the person is, or ever was, a member of the project (a removed member is never independent)."""
+    return any(m.person_id == person.id for m in project.memberships)  # the lead holds a membership too
+
+
 def check_not_on_project(person: Person, project: Project, application: Application | None = None) -> None:
-    """A board member who is a member of the project or named in the application is recused."""
-    on_project = any(m.person_id == person.id and m.state != MembershipState.removed for m in project.memberships)
+    """A board member who is or ever was on the project, or is named in or submitted the application, is recused."""
     named = application is not None and (
         person.username in (application.researchers or []) or application.submitted_by_id == person.id
     )
-    if on_project or named:
-        raise NotPermitted(f"{person.username} is on project {project.slug} and is recused")
+    if was_ever_on_project(person, project) or named:
+        raise NotPermitted(f"{person.username} is or was on project {project.slug} and is recused")
 
 
 def check_can_declare_conflict_for(actor: Person, member: Person) -> None:
@@ -94,6 +98,26 @@ def check_can_read_audit(person: Person) -> None:
     check_active(person)
     if not (has_role(person, Role.admin) or has_role(person, Role.board_member)):
         raise NotPermitted(f"{person.username} may not read the audit chain")
+
+
+def check_can_set_agency_policy(person: Person, agency: str, stewards_agency: bool) -> None:
+    """An agency's release-approval switch is set by an admin or by a steward of that agency."""
+    check_active(person)
+    if not (has_role(person, Role.admin) or (has_role(person, Role.steward) and stewards_agency)):
+        raise NotPermitted(f"{person.username} is neither an admin nor a steward of agency {agency}")
+
+
+def check_can_list_registry(person: Person) -> None:
+    """The registry's people and sources are listed to any active person of the registry."""
+    check_active(person)
+
+
+def check_can_read_extract(person: Person, project: Project) -> None:
+    """An extract's manifest is read by the project's current members, the board and admins."""
+    check_active(person)
+    member = any(m.person_id == person.id and m.state == MembershipState.active for m in project.memberships)
+    if not (member or has_role(person, Role.board_member) or has_role(person, Role.admin)):
+        raise NotPermitted(f"{person.username} may not read the extracts of project {project.slug}")
 
 
 def check_can_view_project(person: Person, project: Project) -> None:

@@ -213,6 +213,10 @@ def load_yaml(model: type[BaseModel], path: Path) -> Any:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"{path}: not UTF-8 text (invalid byte at offset {error.start})") from None
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot be read ({error.strerror or type(error).__name__})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -259,7 +259,7 @@ def open_review(session: Session, actor: str, application_id: int) -> Applicatio
     """A board member puts a submitted application before the board."""
     application = get_application(session, application_id, lock=True)
     member = get_person(session, actor)
-    who.check_is_board_member(member)
+    _check_may_sit(session, member, application)  # not on the review of one's own (or one's project's) application
     when.check_open_for_review(application)
     _set_application_state(application, ApplicationState.under_review)
     audit.append(session, actor=actor, action="application.review_opened", project=application.project.slug,
@@ -536,6 +536,22 @@ def remove_member(session: Session, actor: str, project_slug: str, username: str
     _end_entitlements(session, project, "removed", person.id)
     audit.append(session, actor=actor, action="membership.removed", project=project.slug, subject=f"user:{username}",
                  details={"reason": reason})
+    _withdraw_release_requests(session, actor, project, person)
+
+
+def _withdraw_release_requests(session: Session, actor: str, project: Project, person: Person) -> None:
+    """A removed researcher's open release requests are withdrawn with the removal: none can be released later."""
+    from enclave.airlock.states import FINAL, RequestState
+    from enclave.registry.models import ReleaseRequest
+
+    open_requests = session.scalars(select(ReleaseRequest).where(
+        ReleaseRequest.project_id == project.id, ReleaseRequest.author_id == person.id,
+        ReleaseRequest.state.not_in([s.value for s in FINAL]))).all()
+    for request in open_requests:
+        request.state = RequestState.withdrawn.value
+        request.state_changed_at = utcnow()
+        audit.append(session, actor=actor, action="release.withdrawn", project=project.slug,
+                     subject=f"request:{request.id}", details={"why": "author removed from the project"})
 
 
 def _require_reason(reason: str) -> None:

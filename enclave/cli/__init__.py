@@ -5,7 +5,8 @@ import importlib
 
 import typer
 
-app = typer.Typer(help="IDS research enclave: ingest, link, govern, analyse, release.", no_args_is_help=True)
+app = typer.Typer(help="IDS research enclave: ingest, link, govern, analyse, release.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 
 
 
@@ -26,6 +27,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "review": ("review", "Disclosure reviewers: review and decide release requests."),
     "audit": ("audit", "Audit chain: show and verify."),
     "findings": ("findings", "Public findings: publish released requests to the public catalogue."),
+    "people": ("people", "Admins: accounts, roles and linked operating-system accounts (same as `board people`)."),
     "hub": ("hub", "Workspaces: JupyterHub, the OIDC provider, the demo."),
 }
 
@@ -48,4 +50,7 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    from enclave.cli.common import refusals
+
+    with refusals():  # the last guard: no traceback reaches a user, whatever a command lets through
+        app()

@@ -8,9 +8,9 @@ from rich.table import Table
 
 from enclave import audit, people
 from enclave.board import permissions as who
-from enclave.board.console import caller, err, fail, out, parse_moment, run
+from enclave.cli.common import MAX_ID, App, caller, err, fail, out, parse_moment, run, safe
 
-app = typer.Typer(no_args_is_help=True)
+app = App()
 
 
 @app.command()
@@ -19,7 +19,7 @@ def show(project: str = typer.Option(None, help="Only this project."),
          action: str = typer.Option(None, help="Only actions starting with this (e.g. 'project.')."),
          since: str = typer.Option(None, help="From this UTC date or date-time (inclusive)."),
          until: str = typer.Option(None, help="Up to this UTC date or date-time (inclusive)."),
-         limit: int = typer.Option(None, help="Only the newest N matching events."),
+         limit: int = typer.Option(None, min=1, max=MAX_ID, help="Only the newest N matching events."),
          as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
     """Audit events, oldest first, filtered."""
     filters = audit.Filters(project=project, person=person, action=action, since=parse_moment(since),
@@ -37,7 +37,7 @@ def show(project: str = typer.Option(None, help="Only this project."),
         return
     table = Table("seq", "at (UTC)", "actor", "action", "project", "subject", "details")
     for seq, at, actor, act, proj, subject, details, _ in rows:
-        table.add_row(str(seq), at[:19], actor, act, proj or "", subject or "", details if details != "{}" else "")
+        table.add_row(*map(safe, (seq, at[:19], actor, act, proj or "", subject or "", details if details != "{}" else "")))
     out.print(table)
     out.print(f"{len(rows)} event(s)")
 
@@ -70,5 +70,5 @@ def verify(anchor: list[str] = typer.Option([], help="seq:hash printed earlier b
         out.print(f"audit chain intact: {result.events} event(s) verified")
         return
     for problem in result.problems:
-        err.print(f"[bold red]tampered:[/] {problem.message}", highlight=False)
+        err.print(f"[bold red]tampered:[/] {safe(problem.message)}", highlight=False)
     fail(f"audit chain broken: {len(result.problems)} problem(s) in {result.events} event(s)")

@@ -8,8 +8,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True)
-sources_app = typer.Typer(no_args_is_help=True, help="List and validate source definitions.")
+from enclave.cli.common import App, safe
+
+app = App()
+sources_app = App(help="List and validate source definitions.")
 app.add_typer(sources_app, name="sources")
 console = Console()
 err = Console(stderr=True)
@@ -37,14 +39,14 @@ def synth(
         overrides = {"people": people, "seed": seed, "chunk_people": chunk_people}
         cfg = SynthConfig.from_yaml(config, **overrides) if config else SynthConfig(**{k: v for k, v in overrides.items() if v is not None})
     except (ValidationError, OSError) as exc:
-        err.print(f"[red]bad synth configuration[/red]: {exc}")
+        err.print(f"[red]bad synth configuration[/red]: {safe(exc)}")
         raise typer.Exit(2) from None
     with _progress() as progress:
         task = progress.add_task(f"synth {cfg.people:,} people", total=-(-cfg.people // cfg.chunk_people))
         counts = generate(cfg, out, progress=lambda done, total: progress.update(task, completed=done), workers=workers)
-    table = Table("file", "rows", title=f"synthetic IDS in {out}")
+    table = Table("file", "rows", title=f"synthetic IDS in {safe(out)}")
     for name, rows in counts.items():
-        table.add_row(name, f"{rows:,}")
+        table.add_row(safe(name), f"{rows:,}")
     console.print(table)
 
 
@@ -56,11 +58,11 @@ def sources_list(directory: Path | None = typer.Option(None, "--dir", help="Defi
     try:
         defs = load_definitions(directory)
     except SourceDefinitionError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{safe(exc)}[/red]")
         raise typer.Exit(2) from None
     table = Table("source", "domain", "agency", "format", "roles", "content columns")
     for d in defs.values():
-        table.add_row(d.name, d.domain, d.agency, d.format, ", ".join(d.roles), str(len(d.content)))
+        table.add_row(*map(safe, (d.name, d.domain, d.agency, d.format, ", ".join(d.roles), len(d.content))))
     console.print(table)
 
 
@@ -76,10 +78,10 @@ def sources_validate(paths: list[Path] = typer.Argument(None, help="YAML files o
     for f in files:
         try:
             d = load_definition(f)
-            console.print(f"[green]ok[/green] {f.name} ({d.domain})")
+            console.print(f"[green]ok[/green] {safe(f.name)} ({safe(d.domain)})")
         except SourceDefinitionError as exc:
             failed += 1
-            err.print(f"[red]invalid[/red] {exc}")
+            err.print(f"[red]invalid[/red] {safe(exc)}")
     if failed:
         raise typer.Exit(1)
 
@@ -89,22 +91,23 @@ def _print_result(result, console_: Console) -> None:
 
     assert isinstance(result, IngestResult)
     if result.already_deposited:
-        console_.print(f"[yellow]{result.file}[/yellow]: already deposited as {result.source}/{result.deposit_id} (same sha256): nothing to do")
+        console_.print(f"[yellow]{safe(result.file)}[/yellow]: already deposited as {safe(result.source)}/{safe(result.deposit_id)} "
+                       "(same sha256): nothing to do")
         return
-    table = Table("outcome", "rows", title=f"{result.source} <- {result.file} (deposit {result.deposit_id})")
+    table = Table("outcome", "rows", title=safe(f"{result.source} <- {result.file} (deposit {result.deposit_id})"))
     table.add_row("read", f"{result.rows_read:,}")
     table.add_row("[green]accepted[/green]", f"{result.rows_accepted:,}")
     table.add_row("[red]quarantined[/red]", f"{result.rows_quarantined:,}")
     for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  quarantined: {reason}", f"{count:,}")
+        table.add_row(f"  quarantined: {safe(reason)}", f"{count:,}")
     for what, count in sorted(result.cleaned.items()):
-        table.add_row(f"  cleaned: {what}", f"{count:,}")
+        table.add_row(f"  cleaned: {safe(what)}", f"{count:,}")
     console_.print(table)
     for row, line, fields, reasons in result.examples:
         where = f"field '{fields}'" if fields else "whole row"
-        console_.print(f"  {result.file} row {row} (line {line}), {where}: {reasons}")
+        console_.print(safe(f"  {result.file} row {row} (line {line}), {where}: {reasons}"))
     if result.rows_quarantined > len(result.examples):
-        console_.print(f"  ... all {result.rows_quarantined:,} in vault quarantine/{result.source}/{result.deposit_id}.csv")
+        console_.print(safe(f"  ... all {result.rows_quarantined:,} in vault quarantine/{result.source}/{result.deposit_id}.csv"))
 
 
 def _ingest_one(source: str, file: Path, chunk_rows: int, definitions_dir: Path | None):
@@ -130,7 +133,7 @@ def ingest(
     try:
         result = _ingest_one(source, file, chunk_rows, definitions_dir)
     except (FileRejected, UnknownSource, SourceDefinitionError) as exc:
-        err.print(f"[red]rejected[/red]: {exc}")
+        err.print(f"[red]rejected[/red]: {safe(exc)}")
         raise typer.Exit(1) from None
     _print_result(result, console)
 
@@ -148,33 +151,33 @@ def ingest_dir(
     try:
         defs = load_definitions(definitions_dir)
     except SourceDefinitionError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{safe(exc)}[/red]")
         raise typer.Exit(2) from None
     files = [p for p in sorted(directory.iterdir()) if p.is_file() and p.stem in defs and p.suffix == f".{defs[p.stem].format}"]
     ignored = [p.name for p in sorted(directory.iterdir()) if p.is_file() and p not in files and not p.name.startswith(".")]
     if not files:
-        err.print(f"[red]no source files in {directory}[/red] (expected names like births.csv)")
+        err.print(f"[red]no source files in {safe(directory)}[/red] (expected names like births.csv)")
         raise typer.Exit(1)
     if ignored:
-        err.print(f"not a declared source, skipped: {', '.join(ignored)}")
+        err.print(f"not a declared source, skipped: {safe(', '.join(ignored))}")
     failed = 0
-    summary = Table("source", "accepted", "quarantined", "top reasons", "deposit", title=f"ingest of {directory}")
+    summary = Table("source", "accepted", "quarantined", "top reasons", "deposit", title=f"ingest of {safe(directory)}")
     with _progress() as progress:
         task = progress.add_task("ingest", total=len(files))
         for f in files:
-            progress.update(task, description=f"ingest {f.name}")
+            progress.update(task, description=f"ingest {safe(f.name)}")
             try:
                 result = _ingest_one(f.stem, f, chunk_rows, definitions_dir)
             except FileRejected as exc:
                 failed += 1
-                err.print(f"[red]rejected[/red]: {exc}")
-                summary.add_row(f.stem, "-", "-", "[red]file rejected[/red]", "-")
+                err.print(f"[red]rejected[/red]: {safe(exc)}")
+                summary.add_row(safe(f.stem), "-", "-", "[red]file rejected[/red]", "-")
             else:
-                reasons = ", ".join(f"{k} {v:,}" for k, v in result.reasons.most_common(3))
+                reasons = safe(", ".join(f"{k} {v:,}" for k, v in result.reasons.most_common(3)))
                 if result.already_deposited:
                     reasons = "[yellow]already deposited: no-op[/yellow]"
-                summary.add_row(result.source, f"{result.rows_accepted:,}", f"{result.rows_quarantined:,}", reasons,
-                                result.deposit_id[:8])
+                summary.add_row(safe(result.source), f"{result.rows_accepted:,}", f"{result.rows_quarantined:,}", reasons,
+                                safe(result.deposit_id[:8]))
             progress.advance(task)
     console.print(summary)
     if failed:

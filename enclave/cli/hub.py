@@ -16,9 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from enclave.cli.common import App, safe
 from enclave.settings import Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True)
+app = App()
 out = Console()
 err = Console(stderr=True)
 
@@ -69,7 +70,7 @@ def _print_logins(settings: Settings) -> None:
     for column in ("username", "password", "roles"):
         table.add_column(column)
     for login in json.loads(path.read_text()):
-        table.add_row(login["username"], login["password"], ", ".join(login["roles"]))
+        table.add_row(safe(login["username"]), safe(login["password"]), safe(", ".join(login["roles"])))
     out.print(table)
 
 
@@ -78,7 +79,7 @@ def oidc() -> None:
     """Give every active person of the registry a development sign-in and print them."""
     settings = get_settings()
     if settings.oidc_issuer:
-        err.print(f"[red]an external OIDC issuer is configured ({settings.oidc_issuer}): sign-ins are managed there[/]")
+        err.print(f"[red]an external OIDC issuer is configured ({safe(settings.oidc_issuer)}): sign-ins are managed there[/]")
         raise typer.Exit(1)
     write_demo_accounts(settings)
     out.print(f"accounts written to {_logins_file(settings).parent / 'accounts.json'}")
@@ -102,6 +103,7 @@ def _run(settings: Settings) -> None:
         out.print(f"identity provider: {oidc_files.issuer(settings)}")
         if not settings.oidc_issuer:
             _print_logins(settings)
+            out.print("CLI as a demo person (demo registries only): ENCLAVE_MODE=demo ENCLAVE_USER=alice enclave release list")
         out.print("Ctrl-C stops the hub, the proxy and the provider (running workspaces are stopped and recorded).")
         stopping = False
 
@@ -113,13 +115,13 @@ def _run(settings: Settings) -> None:
         while not stopping:
             for managed in started:
                 if managed.process.poll() is not None:
-                    err.print(f"[red]{managed.name} exited with {managed.process.returncode}[/]\n{managed.log_tail()}")
+                    err.print(f"[red]{safe(managed.name)} exited with {managed.process.returncode}[/]\n{safe(managed.log_tail(), lines=True)}")
                     raise typer.Exit(1)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     except launcher.LaunchError as error:
-        err.print(f"[red]{error}[/]")
+        err.print(f"[red]{safe(error)}[/]")
         raise typer.Exit(1) from None
     finally:
         for managed in reversed(started):

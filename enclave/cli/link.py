@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from enclave.cli.common import App, safe
 from enclave.settings import get_settings
 
-app = typer.Typer(help="Record linkage inside the vault zone.", no_args_is_help=True)
+app = App(help="Record linkage inside the vault zone.")
 console = Console(stderr=True)
 
 # Steps linkage.link reports besides one per EM session: load, standardise, prior, u,
@@ -40,7 +41,7 @@ def run(
     try:
         steps = _STEPS_WITHOUT_EM + len(load_model(model).training.em)
     except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]linkage refused:[/red] {exc}")
+        console.print(f"[red]linkage refused:[/red] {safe(exc)}")
         raise typer.Exit(code=2) from exc
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=False) as progress:
@@ -53,7 +54,7 @@ def run(
             result = run_linkage(settings.vault, engine=engine, threshold=threshold, ground_truth=ground_truth,
                                  model_path=model, progress=on_step)
         except (LinkageInputError, ValueError, FileNotFoundError) as exc:
-            console.print(f"[red]linkage refused:[/red] {exc}")
+            console.print(f"[red]linkage refused:[/red] {safe(exc)}")
             raise typer.Exit(code=2) from exc
         # Imported here: person keys and the research store are another part's modules.
         from linkage.keys import assign_person_keys
@@ -67,7 +68,7 @@ def run(
 
     quality = result.quality
     console.print(f"run [bold]{result.run_id}[/bold]: {quality['records']:,} records in {quality['clusters']:,} clusters "
-                  f"({result.timings['total']:.1f} s); report {result.run_dir / 'report.html'}")
+                  f"({result.timings['total']:.1f} s); report {safe(result.run_dir / 'report.html')}")
     console.print(f"estimated false-match rate {quality['estimated']['estimated_false_match_rate']:.3%}, "
                   f"missed-match rate {quality['estimated']['estimated_missed_match_rate']:.3%}")
     if "ground_truth" in quality:
@@ -100,7 +101,7 @@ def report(
             (run_dir / "quality.json.tmp").write_text(json.dumps(quality, indent=1))
             (run_dir / "quality.json.tmp").replace(run_dir / "quality.json")
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]report refused:[/red] {exc}")
+        console.print(f"[red]report refused:[/red] {safe(exc)}")
         raise typer.Exit(code=2) from exc
     path = write_report(quality, out or run_dir / "report.html")
     typer.echo(str(path))

@@ -1,6 +1,7 @@
 """``enclave project``: researchers apply, amend and follow their projects.
 
-The caller is ENCLAVE_USER; every change is one audited transaction.
+The caller is the person linked to the operating-system account (``enclave.cli.common.caller``);
+every change is one audited transaction.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from rich.table import Table
 from enclave import people
 from enclave.board import permissions as who
 from enclave.board import service
-from enclave.board.console import caller, checked, fail, out, run
+from enclave.cli.common import App, RecordId, caller, checked, fail, out, run, safe
 from enclave.board.requests import AmendmentRequest, ApplicationRequest, load_yaml, parse
 from enclave.entitlements import Refused, check_workspace, current_extract, projects_for
 from enclave.registry.models import DPBudget
 
-app = typer.Typer(no_args_is_help=True)
+app = App()
 
 TEMPLATE = """\
 # Project application: fill in, then `enclave project apply <this file>`.
@@ -51,11 +52,11 @@ def apply(application: Path = typer.Argument(..., help="Application YAML (see `e
     """Apply for a new project (you become its lead)."""
     request = checked(lambda: load_yaml(ApplicationRequest, application))
     result = run(lambda s: service.apply(s, caller(), request))
-    out.print(f"application {result.id} submitted for project [bold]{request.project}[/]")
+    out.print(f"application {result.id} submitted for project [bold]{safe(request.project)}[/]")
 
 
 @app.command()
-def resubmit(application_id: int, application: Path) -> None:
+def resubmit(application_id: RecordId, application: Path) -> None:
     """Answer the board's request for changes with a revised application."""
     request = checked(lambda: load_yaml(ApplicationRequest, application))
     result = run(lambda s: service.resubmit(s, caller(), application_id, request))
@@ -63,7 +64,7 @@ def resubmit(application_id: int, application: Path) -> None:
 
 
 @app.command()
-def withdraw(application_id: int) -> None:
+def withdraw(application_id: RecordId) -> None:
     """Withdraw an application not decided yet."""
     run(lambda s: service.withdraw(s, caller(), application_id))
     out.print(f"application {application_id} withdrawn")
@@ -88,14 +89,14 @@ def amend(project: str,
         "reason": reason, "add_researchers": add_researcher, "add_sources": add_source, "add_variables": variables,
         "end_date": end_date, "dp_epsilon": dp_epsilon}, "amendment"))
     result = run(lambda s: service.amend(s, caller(), project, amendment))
-    out.print(f"amendment {result.id} submitted for project [bold]{project}[/]; it needs the board's approval")
+    out.print(f"amendment {result.id} submitted for project [bold]{safe(project)}[/]; it needs the board's approval")
 
 
 @app.command("remove-member")
 def remove_member(project: str, username: str, reason: str = typer.Option(...)) -> None:
     """Remove a researcher from a project at once (lead or admin)."""
     run(lambda s: service.remove_member(s, caller(), project, username, reason))
-    out.print(f"{username} removed from {project}")
+    out.print(f"{safe(username)} removed from {safe(project)}; their open release requests are withdrawn")
 
 
 @app.command("list")
@@ -104,8 +105,8 @@ def list_projects() -> None:
     summaries = projects_for(caller())
     table = Table("project", "title", "state", "role", "membership", "expires", "extract", "workspace")
     for p in summaries:
-        table.add_row(p.project, p.title, p.state, p.role, p.membership, str(p.expires_on or ""),
-                      str(p.extract_version or ""), "open" if p.can_open else f"closed: {p.reason}")
+        table.add_row(*map(safe, (p.project, p.title, p.state, p.role, p.membership, p.expires_on or "",
+                                  p.extract_version or "", "open" if p.can_open else f"closed: {p.reason}")))
     out.print(table if summaries else "you belong to no project")
 
 
@@ -115,26 +116,26 @@ def status(project: str) -> None:
     def _status(session):
         proj = service.get_project(session, project)
         who.check_can_view_project(people.get_person(session, caller()), proj)
-        out.print(f"[bold]{proj.slug}[/] — {proj.title}: [bold]{proj.state}[/] (lead {proj.lead.username}, gid {proj.posix_gid})",
-                  highlight=False)
+        out.print(f"[bold]{safe(proj.slug)}[/] — {safe(proj.title)}: [bold]{safe(proj.state)}[/] "
+                  f"(lead {safe(proj.lead.username)}, gid {proj.posix_gid})")
         approval = proj.current_approval
         if approval is not None:
             out.print(f"  approved {approval.approved_at.date()} until {approval.expires_on}; k {approval.k}; "
-                      f"sources {', '.join(approval.sources)}", highlight=False)
+                      f"sources {safe(', '.join(approval.sources))}", highlight=False)
             for source, names in approval.variables.items():
-                out.print(f"    {source}: {', '.join(names)}", highlight=False)
-            out.print(f"  cohort: {approval.cohort}", highlight=False)
+                out.print(f"    {safe(source)}: {safe(', '.join(names))}", highlight=False)
+            out.print(f"  cohort: {safe(approval.cohort)}", highlight=False)
             if approval.notes:
-                out.print(f"  notes: {approval.notes}", highlight=False)
+                out.print(f"  notes: {safe(approval.notes)}", highlight=False)
         for m in proj.memberships:
-            out.print(f"  member {m.person.username}: {m.role}, {m.state}", highlight=False)
+            out.print(f"  member {safe(m.person.username)}: {safe(m.role)}, {safe(m.state)}", highlight=False)
         extract = current_extract(session, proj)
-        out.print(f"  extract: {f'version {extract.version} ({extract.path})' if extract else 'not built'}", highlight=False)
+        out.print(f"  extract: {safe(f'version {extract.version} ({extract.path})' if extract else 'not built')}", highlight=False)
         budget = session.get(DPBudget, proj.id)
         if budget is not None:
             out.print(f"  DP budget: {budget.epsilon_spent:g} of {budget.epsilon_total:g} spent", highlight=False)
         for a in service.project_applications(session, proj):
-            out.print(f"  application {a.id} ({a.kind}): {a.state}", highlight=False)
+            out.print(f"  application {a.id} ({safe(a.kind)}): {safe(a.state)}", highlight=False)
     run(_status, readonly=True)
 
 
@@ -145,7 +146,7 @@ def check(project: str) -> None:
         grant = check_workspace(caller(), project, record=False)
     except Refused as refused:
         fail(refused.reason)
-    out.print(f"workspace opens: extract version {grant.extract_version} at {grant.extract_path}, home {grant.home_path}, "
-              f"uid {grant.uid}, gid {grant.gid}, until {grant.expires_on}", highlight=False)
+    out.print(safe(f"workspace opens: extract version {grant.extract_version} at {grant.extract_path}, home {grant.home_path}, "
+                   f"uid {grant.uid}, gid {grant.gid}, until {grant.expires_on}"), highlight=False)
 
 

@@ -6,7 +6,9 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Statistical disclosure control checks on output folders.", no_args_is_help=True)
+from enclave.cli.common import App, safe
+
+app = App(help="Statistical disclosure control checks on output folders.")
 
 
 def folder_loader(data_dir: Path):
@@ -48,20 +50,21 @@ def check(
     try:
         book = load_rulebook(rules)
     except RulesError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{safe(exc)}[/]")
         raise typer.Exit(2)
     result = check_folder(folder, folder_loader(data) if data else None, book,
                           Ledger(ledger) if ledger else None, dataset)
-    table = Table(title=f"SDC verdicts for {folder}")
+    table = Table(title=f"SDC verdicts for {safe(folder)}")
     for col in ("output", "kind", "verdict", "reasons"):
         table.add_column(col)
     colour = {"pass": "green", "review": "yellow", "fail": "red"}
     for v in result.outputs:
-        table.add_row(v.output, v.kind, f"[{colour[v.status]}]{v.status}[/]", "\n".join(v.reasons[:4]))
+        table.add_row(safe(v.output), safe(v.kind), f"[{colour.get(v.status, 'red')}]{safe(v.status)}[/]",
+                      "\n".join(safe(r) for r in v.reasons[:4]))
     console.print(table)
     if report:
         paths = write_reports(folder, result, report)
-        console.print(f"reports: {paths[0]} {paths[1]}")
+        console.print(f"reports: {safe(paths[0])} {safe(paths[1])}")
     if not result.outputs:
         console.print("[yellow]no outputs found[/]")
     raise typer.Exit(0 if result.all_pass else 1)

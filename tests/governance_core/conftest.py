@@ -1,62 +1,11 @@
-"""A migrated registry per test (copied from one migrated template), with people and sources."""
+"""Governance fixtures over the shared seeded registry (``registry`` in tests/conftest.py)."""
 from __future__ import annotations
-
-import datetime as dt
-import shutil
 
 import pytest
 
-from enclave.registry.base import dispose_engines, session_scope, upgrade
+from registry_world import PEOPLE, SOURCES, TODAY  # noqa: F401 - the shared world (tests/registry_world.py)
 
-TODAY = dt.date(2026, 6, 1)
-
-PEOPLE = [
-    ("admin", "Ada Admin", ["admin"]),
-    ("board1", "Bea Board", ["board_member"]),
-    ("board2", "Ben Board", ["board_member"]),
-    ("board3", "Bo Board", ["board_member"]),
-    ("board4", "Bri Board", ["board_member"]),
-    ("board5", "Bel Board", ["board_member", "researcher"]),
-    ("alice", "Alice Researcher", ["researcher"]),
-    ("bob", "Bob Researcher", ["researcher"]),
-    ("carol", "Carol Researcher", ["researcher"]),
-    ("rev1", "Rae Reviewer", ["reviewer"]),
-    ("stew", "Stu Steward", ["steward"]),
-]
-SOURCES = [("births", "Vital Records"), ("school_enrollment", "Schools"), ("foster_care", "Child Welfare")]
-
-
-@pytest.fixture(scope="session")
-def _template(tmp_path_factory):
-    """One migrated and seeded registry file; each test gets a copy (migrating per test is slow)."""
-    from enclave import people
-
-    path = tmp_path_factory.mktemp("template") / "registry.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    with session_scope(url) as session:
-        people.bootstrap_admin(session, "admin", "Ada Admin")
-        for username, name, roles in PEOPLE[1:]:
-            people.add_person(session, "admin", username, name, roles)
-        for source, agency in SOURCES:
-            people.register_source(session, "admin", source, agency, stewards=["stew"] if source == "births" else [])
-    dispose_engines()  # checkpoints the WAL into the file
-    return path
-
-
-@pytest.fixture
-def registry(enclave_home, _template, monkeypatch):
-    """The URL of a fresh seeded registry inside this test's ENCLAVE_HOME (quorum 3, majority 0.5)."""
-    from enclave.settings import get_settings
-
-    enclave_home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(_template, enclave_home / "registry.db")
-    monkeypatch.setenv("ENCLAVE_BOARD_QUORUM", "3")
-    monkeypatch.setenv("ENCLAVE_BOARD_MAJORITY", "0.5")
-    get_settings.cache_clear()
-    url = get_settings().registry_url
-    yield url
-    dispose_engines()
+from enclave.registry.base import session_scope
 
 
 def _request(**overrides):

@@ -1,6 +1,7 @@
-"""The governance CLI groups: identity from ENCLAVE_USER, clear errors, non-zero exits."""
+"""The governance CLI groups: identity (ENCLAVE_USER in test mode), clear errors, non-zero exits."""
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -67,8 +68,8 @@ def test_full_board_flow_through_the_cli(as_user, tmp_path):
 
 
 def test_no_identity_is_a_clear_error(as_user):
-    code, output = as_user(None, board_app, "list")
-    assert code == 1 and "ENCLAVE_USER" in output
+    code, output = as_user(None, board_app, "list")  # no ENCLAVE_USER: the unlinked OS account is nobody
+    assert code == 1 and "is not linked to anyone in the registry" in output
 
 
 def test_unknown_caller_is_refused(as_user):
@@ -137,7 +138,7 @@ def test_suspend_requires_reason_and_board(as_user, submit, approve):
 def test_audit_head_and_anchor(as_user):
     code, output = as_user("admin", audit_app, "head")
     assert code == 0
-    anchor = output.strip()
+    anchor = re.search(r"\b\d+:[0-9a-f]{64}\b", output).group(0)  # stderr also carries the test-mode warning
     code, output = as_user("admin", audit_app, "verify", "--anchor", anchor)
     assert code == 0 and "intact" in output
     seq = anchor.split(":")[0]
@@ -145,3 +146,88 @@ def test_audit_head_and_anchor(as_user):
     assert code == 1 and f"event {seq} no longer has its anchored hash" in output
     code, output = as_user("admin", audit_app, "verify", "--anchor", "nonsense")
     assert code == 1 and "not <seq>:<64 hex digits>" in output
+
+
+# ---------------------------------------------------------------- issue 13: authorization and robust input/output
+def test_board_member_cannot_open_or_vote_on_their_own_application(as_user, tmp_path):
+    """board5 is also a researcher: their own application must go before the rest of the board."""
+    code, output = as_user("board5", project_app, "apply", _application_file(tmp_path, researchers=[]))
+    assert code == 0, output
+    code, output = as_user("board5", board_app, "open", 1)
+    assert code == 1 and "recused" in output
+    assert as_user("board1", board_app, "open", 1)[0] == 0
+    code, output = as_user("board5", board_app, "vote", 1, "approve")
+    assert code == 1 and "recused" in output
+
+
+def test_board_member_named_in_an_application_cannot_open_its_review(as_user, tmp_path):
+    code, output = as_user("alice", project_app, "apply", _application_file(tmp_path, researchers=["board5"]))
+    assert code == 0, output
+    code, output = as_user("board5", board_app, "open", 1)
+    assert code == 1 and "recused" in output
+
+
+def test_removed_member_stays_recused_on_the_board(as_user, submit, approve, registry):
+    """Membership history: a board member once on the project is never independent of it."""
+    approve(submit(researchers=["bob", "board5"]))
+    code, output = as_user("alice", project_app, "remove-member", "school-moves", "board5", "--reason", "left")
+    assert code == 0, output
+    code, output = as_user("alice", project_app, "amend", "school-moves", "--reason", "the study needs more time", "--end-date", "2027-04-30")
+    assert code == 0, output
+    code, output = as_user("board5", board_app, "open", 2)
+    assert code == 1 and "recused" in output
+
+
+def test_huge_and_negative_ids_are_clear_errors(as_user):
+    for args in (("show", "99999999999999999999"), ("open", "99999999999999999999"), ("show", "0"),
+                 ("vote", "99999999999999999999", "approve")):
+        code, output = as_user("board1", board_app, *args)
+        assert code == 2, (args, output)
+        assert "range" in output and "Traceback" not in output
+    code, output = as_user("alice", project_app, "withdraw", "99999999999999999999")
+    assert code == 2 and "range" in output
+
+
+def test_invalid_utf8_application_names_the_file(as_user, tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"project: school-moves\ntitle: Caf\xe9 society\n")
+    code, output = as_user("alice", project_app, "apply", path)
+    assert code == 1, output
+    assert str(path) in output.replace("\n", "") and "UTF-8" in output
+    code, output = as_user("alice", project_app, "apply", tmp_path)  # a folder, not a file
+    assert code == 1 and str(tmp_path) in output.replace("\n", "")
+
+
+HOSTILE = "[/x] [bold]\x1b[2J\x1b]0;owned\x07\r :smile: \u202eexe.txt"
+
+
+def _assert_terminal_safe(output: str) -> None:
+    for raw in ("\x1b", "\x07", "\r", "\u202e"):
+        assert raw not in output, repr(raw)
+    assert "Traceback" not in output
+
+
+def test_stored_markup_and_escape_sequences_are_printed_literally(as_user, tmp_path, registry):
+    from enclave import people
+    from enclave.registry.base import session_scope
+
+    with session_scope(registry) as session:
+        people.register_source(session, "admin", "foster_care", "Child Welfare", domain=HOSTILE)
+    code, output = as_user("alice", project_app, "apply",
+                           _application_file(tmp_path, title=HOSTILE, purpose=HOSTILE, researchers=["bob"]))
+    assert code == 0, output
+    assert as_user("board1", board_app, "open", 1)[0] == 0
+    assert as_user("board1", board_app, "vote", 1, "changes", "--comment", HOSTILE)[0] == 0
+    assert as_user("board2", board_app, "conflict", "school-moves", "--reason", HOSTILE)[0] == 0  # into the audit chain
+    for user, group, args in (("alice", project_app, ["list"]), ("board1", board_app, ["show", 1]),
+                              ("board1", board_app, ["list"]), ("admin", audit_app, ["show"]),
+                              ("alice", board_app, ["sources", "list"]), ("alice", project_app, ["status", "school-moves"])):
+        code, output = as_user(user, group, *args)
+        assert code == 0, (args, output)
+        _assert_terminal_safe(output)
+        assert "[/x]" in output or args == ["list"] and group is board_app, args  # board list shows no title
+
+
+def test_listing_sources_needs_a_registry_identity(as_user):
+    code, output = as_user("mallory", board_app, "sources", "list")
+    assert code == 2 and "no person 'mallory'" in output

@@ -48,6 +48,9 @@ def test_recusal_rules():
     application = SimpleNamespace(researchers=["zed"], submitted_by_id=1)
     with pytest.raises(NotPermitted, match="on project"):
         permissions.check_not_on_project(_person(9, username="zed"), project, application)
+    removed = SimpleNamespace(slug="p", memberships=[SimpleNamespace(person_id=7, state="removed")])
+    with pytest.raises(NotPermitted, match="recused"):  # membership history: a removed member is never independent
+        permissions.check_not_on_project(_person(7), removed)
 
 
 def test_transition_tables_have_terminal_states():

@@ -1,6 +1,6 @@
-"""Fixtures for provisioning and the release airlock: a seeded registry (migrated once, copied per
-test), a small research store in the linkage layout, and an approved project built through the
-board's real service."""
+"""Fixtures for provisioning and the release airlock over the shared seeded registry (``registry`` in
+tests/conftest.py): a small research store in the linkage layout, and an approved project built
+through the board's real service."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,56 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from enclave.registry.base import dispose_engines, session_scope, upgrade
+from enclave.registry.base import dispose_engines, session_scope
 
-PEOPLE = [
-    ("admin", "Ada Admin", ["admin"]),
-    ("board1", "Bea Board", ["board_member"]),
-    ("board2", "Ben Board", ["board_member"]),
-    ("board3", "Bo Board", ["board_member"]),
-    ("alice", "Alice Researcher", ["researcher"]),
-    ("bob", "Bob Researcher", ["researcher"]),
-    ("rev1", "Rae Reviewer", ["reviewer"]),
-    ("rev2", "Rex Reviewer", ["reviewer"]),
-    ("rev3", "Roo Reviewer", ["reviewer"]),
-    ("revres", "Remy Reviewer-Researcher", ["reviewer", "researcher"]),
-    ("stew", "Stu Steward", ["steward"]),
-]
-SOURCES = [("school_enrollment", "Schools", []), ("foster_care", "Child Welfare", ["stew"])]
+from registry_world import PEOPLE, SOURCES  # noqa: F401 - the shared world (tests/registry_world.py)
+
 NEIGHBOURHOODS = ["Hampden", "Canton", "Fells Point", "Roland Park", "Sandtown"]
 RACES = ["black_non_hispanic", "white_non_hispanic", "hispanic", "asian_non_hispanic"]
-
-
-@pytest.fixture(scope="session")
-def _registry_template(tmp_path_factory):
-    """One migrated, seeded registry file; each test gets a copy (migrating per test is slow)."""
-    from enclave import people
-
-    path = tmp_path_factory.mktemp("release-template") / "registry.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    with session_scope(url) as session:
-        people.bootstrap_admin(session, "admin", "Ada Admin")
-        for username, name, roles in PEOPLE[1:]:
-            people.add_person(session, "admin", username, name, roles)
-        for source, agency, stewards in SOURCES:
-            people.register_source(session, "admin", source, agency, stewards=stewards)
-    dispose_engines()
-    return path
-
-
-@pytest.fixture
-def registry(enclave_home, _registry_template, monkeypatch):
-    """URL of a fresh seeded registry in this test's ENCLAVE_HOME; two reviews required, quorum 3."""
-    from enclave.settings import get_settings
-
-    enclave_home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(_registry_template, enclave_home / "registry.db")
-    monkeypatch.setenv("ENCLAVE_BOARD_QUORUM", "3")
-    monkeypatch.setenv("ENCLAVE_REVIEWERS_REQUIRED", "2")
-    get_settings.cache_clear()
-    yield get_settings().registry_url
-    dispose_engines()
 
 
 def _sha(path: Path) -> str:
@@ -184,7 +140,7 @@ def board_approves(url: str, request, lead: str = "alice", conditions=None) -> i
 
 
 @pytest.fixture(scope="session")
-def _approved_template(_registry_template, tmp_path_factory):
+def _approved_template(registry_template, tmp_path_factory):
     """A data root where the board approved ``school-moves`` and its extract was built, made once;
     each test gets a copy (the approval and the build themselves are tested in test_provisioning)."""
     from enclave.provisioning import provision
@@ -192,7 +148,7 @@ def _approved_template(_registry_template, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("approved") / "var"
     home.mkdir(parents=True)
-    shutil.copy(_registry_template, home / "registry.db")
+    shutil.copy(registry_template, home / "registry.db")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ENCLAVE_HOME", str(home))
         mp.delenv("ENCLAVE_DATABASE_URL", raising=False)
