@@ -217,7 +217,8 @@ def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: Fil
                 raise FileRejected(path, f"last row has {len(fields)} of {width} fields and no line end: truncated file", line=line)
             if not facts.ends_with_newline:
                 row_no += 1
-                chunk.wrong_width.append((row_no, line, fields))
+                by_name = dict(zip(order, fields))
+                chunk.wrong_width.append((row_no, line, [by_name[c] for c in expected]))  # in the definition's order
                 chunk.suspect.add(row_no)
             else:
                 emit(line, fields)
