@@ -81,7 +81,7 @@ def test_same_file_again_is_a_noop(definition, vault, kit, tmp_path):
     # One changed byte is other content, but the same records re-sent: refused, pointing at supersede.
     changed = tmp_path / "clinic2.csv"
     changed.write_bytes(p.read_bytes().replace(b"Maria", b"Mario", 1))
-    with pytest.raises(FileRejected, match=f"already in deposit {first.deposit_id}.*supersede"):
+    with pytest.raises(FileRejected, match=f"as deposit {first.deposit_id}.*supersede"):
         ingest_file(definition, changed, vault, today=kit.TODAY)
     assert {f: f.stat().st_mtime_ns for f in kit.vault_files(vault)} == before
     assert len(list((vault / "deposits" / "clinic").glob("*.json"))) == 1
