@@ -29,8 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from filelock import FileLock
-
+from . import deposits
 from .ingest_read import FileRejected, inspect_bytes, read_csv_chunks, read_parquet_chunks, unchanged_since
 from .ingest_validate import FORMULA_PREFIX, validate_chunk
 from .sources import STANDARD_FIELDS, SUBJECT_ROLE, SourceDefinition
@@ -63,6 +62,9 @@ class IngestResult:
     cleaned: Counter = field(default_factory=Counter)
     blank_lines: int = 0
     already_deposited: bool = False
+    rows_flagged: int = 0  # kept with one or more fields nulled under null_and_flag
+    flags: dict = field(default_factory=dict)  # column -> reason -> count
+    supersedes: str | None = None
     largest_chunk_rows: int = 0
     manifest_path: str = ""
     # First quarantined rows as (row, line, fields, reasons): positions and codes only, no values.
@@ -103,6 +105,11 @@ class _Staging:
         self.quarantine_fh = open(self.dir / "quarantine.csv", "w", newline="", encoding="utf-8")
         self.quarantine = csv.writer(self.quarantine_fh)
         self.quarantine.writerow(["_row", "_line", "_field", "_reason"] + definition.columns + ["_extra"])
+        # Rows kept with a field nulled: the original values stay here, in the vault, for the steward.
+        self.flags_fh = open(self.dir / "flags.csv", "w", newline="", encoding="utf-8")
+        self.flags = csv.writer(self.flags_fh)
+        self.flags.writerow(["_row", "_line", "_field", "_reason"] + definition.columns)
+        self.record_ids: list[pa.Array] = []
 
     def write(self, name: str, table: pa.Table) -> None:
         if name not in self.writers:
@@ -116,12 +123,14 @@ class _Staging:
                 self.writers[name] = pq.ParquetWriter(self.dir / f"{name}.parquet", schema)
             self.writers[name].close()
         self.quarantine_fh.close()
+        self.flags_fh.close()
         src = self.definition.name
         targets = {
             "identifiers.parquet": self.vault / "identifiers" / src / f"{self.deposit_id}.parquet",
             "content.parquet": self.vault / "content" / src / f"{self.deposit_id}.parquet",
             "relationships.parquet": self.vault / "relationships" / src / f"{self.deposit_id}.parquet",
             "quarantine.csv": self.vault / "quarantine" / src / f"{self.deposit_id}.csv",
+            "flags.csv": self.vault / "flags" / src / f"{self.deposit_id}.csv",
         }
         manifest["files"] = {}
         for staged, target in targets.items():
@@ -144,8 +153,9 @@ class _Staging:
                 w.close()
             except Exception:  # noqa: BLE001 - closing after a failure; the folder is removed anyway
                 pass
-        if not self.quarantine_fh.closed:
-            self.quarantine_fh.close()
+        for fh in (self.quarantine_fh, self.flags_fh):
+            if not fh.closed:
+                fh.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -162,30 +172,48 @@ def _zip_to_neighbourhood() -> dict[str, str]:
 
 
 def ingest_file(definition: SourceDefinition, path: Path, vault: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                today: dt.date | None = None) -> IngestResult:
-    """Validate and deposit ``path`` for ``definition`` into ``vault``; see the module docstring."""
+                today: dt.date | None = None, supersedes: str | None = None) -> IngestResult:
+    """Validate and deposit ``path`` for ``definition`` into ``vault``; see the module docstring.
+
+    ``supersedes``: a live deposit of the same source this file corrects; it is retired in the
+    same atomic step that makes this one live (linkage never sees both)."""
     path, vault = Path(path), Path(vault)
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     today = today or dt.date.today()
     facts = inspect_bytes(path, definition.format)
     deposit_id = facts.sha256[:DEPOSIT_ID_CHARS]
-    result = IngestResult(source=definition.name, file=path.name, sha256=facts.sha256, deposit_id=deposit_id)
+    result = IngestResult(source=definition.name, file=path.name, sha256=facts.sha256, deposit_id=deposit_id,
+                          supersedes=supersedes)
     manifest_path = vault / "deposits" / definition.name / f"{deposit_id}.json"
-    (vault / "deposits" / definition.name).mkdir(parents=True, exist_ok=True)
-    with FileLock(str(vault / "deposits" / definition.name / ".lock")):
+    with deposits.source_lock(vault, definition.name):
+        deposits.reconcile(vault, definition.name)  # what a killed ingest left: staging, orphans
         if manifest_path.exists():
             previous = json.loads(manifest_path.read_text(encoding="utf-8"))
+            state = deposits.state_of(previous)
+            if state != deposits.DepositState.complete:
+                raise FileRejected(path, f"this exact file was deposit {deposit_id}, since {state.value}; "
+                                         "it cannot be deposited again (send a corrected file)")
             result.already_deposited = True
             result.rows_accepted = previous.get("rows_accepted", 0)
             result.rows_quarantined = previous.get("rows_quarantined", 0)
             result.manifest_path = str(manifest_path)
             return result
+        if supersedes is not None:
+            try:
+                deposits.check_supersedable(vault, definition.name, supersedes)
+            except deposits.DepositError as exc:
+                raise FileRejected(path, str(exc)) from None
         staging = _Staging(vault, definition, deposit_id)
         try:
             _ingest_into(staging, definition, path, facts, chunk_rows, today, result)
             unchanged_since(path, facts)
+            _check_not_already_deposited(vault, definition, path, staging, supersedes)
             manifest = {
+                "state": deposits.DepositState.complete.value,
+                "supersedes": supersedes,
+                "rows_flagged": result.rows_flagged,
+                "flags": result.flags,
                 "source": definition.name,
                 "deposit_id": deposit_id,
                 "file_name": path.name,
@@ -204,16 +232,44 @@ def ingest_file(definition: SourceDefinition, path: Path, vault: Path, chunk_row
         except BaseException:
             staging.cleanup()
             raise
+        if supersedes is not None:
+            deposits.reconcile(vault, definition.name)  # tombstone and delete the replaced deposit
     return result
 
 
+def _check_not_already_deposited(vault: Path, d: SourceDefinition, path: Path, staging: "_Staging", supersedes: str | None) -> None:
+    """Record ids another live deposit of the source already holds: the same rows re-sent
+    (under a new name or re-exported) or overlapping extracts. Refused before anything is
+    written; a correction names the deposit it replaces (``supersedes``)."""
+    ids = pa.chunked_array(staging.record_ids, pa.string()) if staging.record_ids else pa.chunked_array([], pa.string())
+    for other in deposits.live_deposits(vault, d.name):
+        if other == supersedes:
+            continue
+        part = vault / "identifiers" / d.name / f"{other}.parquet"
+        if not part.is_file():
+            continue
+        theirs = pq.read_table(part, columns=["source_record_id", "role"])
+        theirs = pc.filter(theirs["source_record_id"], pc.equal(theirs["role"], SUBJECT_ROLE))
+        repeated = int(pc.sum(pc.is_in(ids, value_set=theirs.combine_chunks())).as_py() or 0)
+        if not repeated:
+            continue
+        manifest = json.loads((deposits.manifest_dir(vault, d.name) / f"{other}.json").read_text(encoding="utf-8"))
+        if repeated == len(ids) == len(theirs):
+            what = f"the same {repeated:,} records as deposit {other} (file {manifest.get('file_name')!r}): a duplicate under another name"
+        else:
+            what = f"{repeated:,} of its {len(ids):,} record ids are already in deposit {other} (file {manifest.get('file_name')!r})"
+        raise FileRejected(path, f"{what}; to replace that deposit with this file use `enclave data supersede {d.name} {other} FILE`",
+                           field=d.record_id)
+
+
 def _ingest_into(staging: _Staging, d: SourceDefinition, path: Path, facts, chunk_rows: int, today: dt.date, result: IngestResult) -> None:
+    date_format = d.date_format
     if d.format == "csv":
-        chunks = read_csv_chunks(path, d.columns, chunk_rows, facts)
-        date_format = d.date_format
+        chunks = read_csv_chunks(path, d.columns, chunk_rows, facts, trailer_prefix=d.trailer_prefix)
     else:
-        chunks = read_parquet_chunks(path, d.columns, chunk_rows)
-        date_format = "%Y-%m-%d"  # Parquet dates arrive as date values, rendered ISO
+        # Typed date columns are rendered in the definition's date_format, so string and typed
+        # date columns of one file are checked by the same rule (never silently as ISO).
+        chunks = read_parquet_chunks(path, d.columns, chunk_rows, date_format=date_format)
     zip_nbhd = _zip_to_neighbourhood()
     # Seen record ids as 64-bit hashes (collision odds ~1e-6 at 10M rows): memory grows by
     # ~60 bytes a row, not with the width of the file.
@@ -224,12 +280,18 @@ def _ingest_into(staging: _Staging, d: SourceDefinition, path: Path, facts, chun
         result.largest_chunk_rows = max(result.largest_chunk_rows, len(chunk.rows) + width_rows)
         for row, line, fields in chunk.wrong_width:
             reason = f"field_count: {len(fields)} fields, expected {len(d.columns)}"
+            if row in chunk.suspect:
+                reason = "no_final_newline: the last line has no line end; the file may be cut short (re-send it complete)"
             _quarantine_raw(staging, row, line, "", reason, fields, result)
         for row, line, reason in chunk.malformed:
             _quarantine_raw(staging, row, line, "", reason, [], result)
         if not chunk.rows:
             continue
         checked = validate_chunk(d, chunk.columns, today, date_format)
+        if checked.refusal is not None:
+            i, column, reason = checked.refusal
+            raise FileRejected(path, f"{reason} in row {chunk.rows[i]}, and the definition says on_invalid: refuse_file for this column",
+                               line=chunk.lines[i], field=column)
         result.cleaned.update(checked.cleaned)
         ok = checked.ok.copy()
         rid = checked.values[d.record_id].to_pylist()
@@ -245,7 +307,11 @@ def _ingest_into(staging: _Staging, d: SourceDefinition, path: Path, facts, chun
         for i, issues in sorted(problems.items()):
             fields = [chunk.columns[c][i] for c in d.columns]
             _write_quarantine(staging, chunk.rows[i], chunk.lines[i], issues, fields, result)
+        for i, issues in sorted(checked.flags.items()):
+            if ok[i]:
+                _write_flags(staging, chunk.rows[i], chunk.lines[i], issues, [chunk.columns[c][i] for c in d.columns], result)
         if ok.any():
+            staging.record_ids.append(checked.values[d.record_id].filter(pa.array(ok)))
             _write_accepted(staging, d, checked.values, ok, zip_nbhd, result)
 
 
@@ -269,6 +335,15 @@ def _write_quarantine(staging: _Staging, row: int, line: int, issues: list[tuple
     columns, reasons = ";".join(c for c, _ in issues), ";".join(r for _, r in issues)
     staging.quarantine.writerow([row, line, columns, reasons] + [_neutralise(v) for v in fields] + [""])
     result.note(row, line, columns, reasons)
+
+
+def _write_flags(staging: _Staging, row: int, line: int, issues: list[tuple[str, str]], fields: list, result: IngestResult) -> None:
+    result.rows_flagged += 1
+    for column, reason in issues:
+        per_column = result.flags.setdefault(column, {})
+        per_column[reason] = per_column.get(reason, 0) + 1
+    staging.flags.writerow([row, line, ";".join(c for c, _ in issues), ";".join(r for _, r in issues)]
+                           + [_neutralise(v) for v in fields])
 
 
 def _take(values, ok: np.ndarray):

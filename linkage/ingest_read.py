@@ -54,6 +54,7 @@ class RowChunk:
     malformed: list[tuple[int, int, str]] = field(default_factory=list)  # (row, line, reason) of unparsable rows
     wrong_width: list[tuple[int, int, list[str]]] = field(default_factory=list)  # (row, line, raw fields)
     blank_lines: int = 0
+    suspect: set[int] = field(default_factory=set)  # rows of wrong_width quarantined as a possibly cut last line
 
 
 def inspect_bytes(path: Path, fmt: str) -> FileFacts:
@@ -143,7 +144,12 @@ def check_header(path: Path, header: list[str], expected: list[str], line: int =
         raise FileRejected(path, "; ".join(parts), line=line, field=(missing or extra)[0])
 
 
-def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: FileFacts) -> Iterator[RowChunk]:
+def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: FileFacts,
+                    trailer_prefix: str | None = None) -> Iterator[RowChunk]:
+    """Rows in chunks. The last line is where a cut file shows: with a declared trailer
+    (``<prefix>,<data rows>``) the count is checked; without one, a last row that has no line
+    end is quarantined as ``no_final_newline`` (a file cut inside ``3444`` would otherwise
+    store ``344``), its raw fields kept for the steward."""
     csv.field_size_limit(MAX_FIELD_BYTES)
     # newline="\n": lines end only at LF, nothing is translated. A bare CR inside an unquoted
     # field then makes the csv module raise (the row is quarantined) instead of silently
@@ -202,14 +208,37 @@ def read_csv_chunks(path: Path, expected: list[str], chunk_rows: int, facts: Fil
                 yield _columns(chunk, order, good)
                 chunk = _new_chunk(order)
                 good = []
+        if trailer_prefix is not None:
+            _check_trailer(path, pending, trailer_prefix, row_no)
+            pending = None
         if pending:
             line, fields = pending
             if len(fields) != width and not facts.ends_with_newline:
                 raise FileRejected(path, f"last row has {len(fields)} of {width} fields and no line end: truncated file", line=line)
-            emit(line, fields)
+            if not facts.ends_with_newline:
+                row_no += 1
+                by_name = dict(zip(order, fields))
+                chunk.wrong_width.append((row_no, line, [by_name[c] for c in expected]))  # in the definition's order
+                chunk.suspect.add(row_no)
+            else:
+                emit(line, fields)
         if row_no == 0:
             raise FileRejected(path, "no data rows after the header")
         yield _columns(chunk, order, good)
+
+
+def _check_trailer(path: Path, last: tuple[int, list[str]] | None, prefix: str, rows_before: int) -> None:
+    """The agency's own row count on the last line: a cut or padded file shows here."""
+    if last is None or not last[1] or last[1][0].strip() != prefix:
+        raise FileRejected(path, f"no trailer line '{prefix},<rows>' at the end: the file is truncated or the trailer is missing",
+                           line=last[0] if last else None)
+    line, fields = last
+    if len(fields) < 2 or not fields[1].strip().isdigit():
+        raise FileRejected(path, f"trailer line does not give a row count ('{prefix},<rows>')", line=line)
+    declared = int(fields[1].strip())
+    if declared != rows_before:
+        raise FileRejected(path, f"trailer declares {declared:,} data rows but the file has {rows_before:,}: truncated or altered file",
+                           line=line)
 
 
 def _columns(chunk: RowChunk, order: list[str], good: list[list[str]]) -> RowChunk:
@@ -222,7 +251,7 @@ def _new_chunk(order: list[str]) -> RowChunk:
     return RowChunk(columns={c: [] for c in order}, rows=[], lines=[])
 
 
-def read_parquet_chunks(path: Path, expected: list[str], chunk_rows: int) -> Iterator[RowChunk]:
+def read_parquet_chunks(path: Path, expected: list[str], chunk_rows: int, date_format: str = "%Y-%m-%d") -> Iterator[RowChunk]:
     try:
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
@@ -239,6 +268,9 @@ def read_parquet_chunks(path: Path, expected: list[str], chunk_rows: int) -> Ite
                 col = batch.column(name)
                 if pa.types.is_timestamp(col.type):
                     col = pc.cast(col, pa.date32(), safe=False)  # a timestamp's day; the time of day is not kept
+                if pa.types.is_date(col.type):
+                    # Rendered in the definition's date_format, the one rule every date is checked by.
+                    col = pc.strftime(pc.cast(col, pa.timestamp("s")), format=date_format)
                 if pa.types.is_nested(col.type) or pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
                     raise FileRejected(path, f"column type {col.type} is not a scalar text/number/date type", field=name)
                 cols[name] = pc.cast(col, pa.string()).to_pylist() if not pa.types.is_string(col.type) else col.to_pylist()

@@ -44,6 +44,8 @@ class ChunkResult:
     problems: dict[int, list[tuple[str, str]]]  # row position -> [(column, reason)]
     values: dict[str, pa.Array | np.ndarray]  # column -> parsed values for all rows (dates: datetime64[D])
     cleaned: Counter = field(default_factory=Counter)
+    flags: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # kept rows with nulled fields
+    refusal: tuple[int, str, str] | None = None  # (row position, column, reason) under refuse_file
 
 
 def _shape_regex(fmt: str) -> str:
@@ -112,6 +114,12 @@ def validate_chunk(definition: SourceDefinition, columns: dict[str, list], today
                  definition.content[column].max_length if column in definition.content else 64)
         checks.add(_np(pc.greater(pc.utf8_length(st), limit)), column, "too_long")
         st = pc.if_else(pc.equal(st, ""), _NULL_STRING, st)
+        placeholders = definition.placeholders.get(ident.get(column, ""), [])
+        if placeholders:  # this agency's "unknown" (zip 00000, dob 01/01/1900): missing, not data
+            is_placeholder = _np(pc.is_in(st, value_set=pa.array(placeholders, pa.string())))
+            if is_placeholder.any():
+                cleaned[f"{ident[column]}_placeholder_nulled"] += int(is_placeholder.sum())
+                st = pc.if_else(pa.array(is_placeholder), _NULL_STRING, st)
         stripped[column] = st
         has[column] = _present(st)
 
@@ -212,24 +220,79 @@ def validate_chunk(definition: SourceDefinition, columns: dict[str, list], today
         else:
             values[column] = st
 
-    # Row-level rules.
+    # Field-level failures follow each column's policy; then the row-level rules run on the
+    # values as they will be stored (a nulled dob no longer makes "event before birth").
+    flags: dict[int, list[tuple[str, str]]] = {}
+    refusal = _apply_policies(definition, checks, values, flags)
+    row_checks = checks
     if definition.event_date not in definition.content:
-        checks.add(~has[definition.event_date], definition.event_date, "missing_required")
+        row_checks.add(~has[definition.event_date], definition.event_date, "missing_required")
     subject = definition.roles[SUBJECT_ROLE]
     linkable = [subject[f] for f in ("first_name", "last_name", "dob", "ssn") if f in subject]
     any_id = np.zeros(n, dtype=bool)
     for column in linkable:
         any_id |= _present(values[column])
-    checks.add(~any_id, linkable[0], "no_identifiers")
+    row_checks.add(~any_id, linkable[0], "no_identifiers")
     dob_col = subject.get("dob")
     if dob_col and dob_col != definition.event_date:
         ev, dob = values[definition.event_date], values[dob_col]
-        checks.add(~np.isnat(ev) & ~np.isnat(dob) & (ev < dob), definition.event_date, "event_before_birth")
+        before = ~np.isnat(ev) & ~np.isnat(dob) & (ev < dob)
+        if before.any():
+            # Which of the two is wrong is unknown; the dob is the field the policy governs.
+            policy = definition.policy_for(dob_col)
+            if policy == "null_and_flag":
+                _flag(flags, before, dob_col, "event_before_birth")
+                values[dob_col] = np.where(before, np.datetime64("NaT"), dob)
+            elif policy == "refuse_file" and refusal is None:
+                refusal = (int(np.flatnonzero(before)[0]), dob_col, "event_before_birth")
+            else:
+                row_checks.add(before, definition.event_date, "event_before_birth")
 
     problems: dict[int, list[tuple[str, str]]] = {}
     bad = np.zeros(n, dtype=bool)
-    for mask, column, reason in checks.items:
+    for mask, column, reason in row_checks.items:
         bad |= mask
         for i in np.flatnonzero(mask):
             problems.setdefault(int(i), []).append((column, reason))
-    return ChunkResult(ok=~bad, problems=problems, values=values, cleaned=cleaned)
+    for i in list(flags):
+        if bad[i]:
+            problems[i].extend(flags.pop(i))  # a quarantined row keeps every reason in one place
+    return ChunkResult(ok=~bad, problems=problems, values=values, cleaned=cleaned, flags=flags, refusal=refusal)
+
+
+# Reasons that make the whole row untrustworthy whatever the column's policy: hostile or
+# garbled content (a formula, a control character, a line break where none belongs), or a
+# row that cannot be identified or linked at all.
+ROW_REASONS = frozenset({"formula_injection", "control_character", "embedded_newline", "missing_required",
+                         "invalid_record_id", "no_identifiers", "duplicate_record_id"})
+
+
+def _flag(flags: dict[int, list[tuple[str, str]]], mask: np.ndarray, column: str, reason: str) -> None:
+    for i in np.flatnonzero(mask):
+        flags.setdefault(int(i), []).append((column, reason))
+
+
+def _null_where(values, mask: np.ndarray):
+    """The same column with the masked rows set to null (NaT for parsed dates)."""
+    if isinstance(values, np.ndarray):
+        return np.where(mask, np.datetime64("NaT"), values)
+    return pc.if_else(pa.array(mask), pa.scalar(None, values.type), values)
+
+
+def _apply_policies(definition: SourceDefinition, checks: "_Checks", values: dict, flags: dict) -> tuple[int, str, str] | None:
+    """Field-level failures: null and flag, keep for row quarantine, or name the first refusal."""
+    refusal = None
+    keep = []
+    for mask, column, reason in checks.items:
+        policy = "quarantine_row" if reason in ROW_REASONS else definition.policy_for(column)
+        if policy == "null_and_flag":
+            _flag(flags, mask, column, reason)
+            values[column] = _null_where(values[column], mask)
+        elif policy == "refuse_file":
+            first = int(np.flatnonzero(mask)[0])
+            if refusal is None or first < refusal[0]:
+                refusal = (first, column, reason)
+        else:
+            keep.append((mask, column, reason))
+    checks.items = keep  # what is left quarantines its rows
+    return refusal

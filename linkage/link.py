@@ -56,10 +56,14 @@ def new_run_id() -> str:
 # ---------------------------------------------------------------- loading and validation
 def load_identifiers(con: duckdb.DuckDBPyConnection, vault_dir: Path, table: str = "identifiers") -> int:
     """Create ``table`` from every identifier partition; refuse bad input before any work."""
+    from linkage.deposits import live_partitions
+
     root = Path(vault_dir) / "identifiers"
-    files = sorted(root.glob("**/*.parquet"))
+    # Only partitions of live deposits: a partition without a manifest is an ingest that was
+    # killed or is still running, and a withdrawn or superseded deposit is not data any more.
+    files = live_partitions(vault_dir, "identifiers")
     if not files:
-        raise LinkageInputError(f"{root}: no identifier partitions (*.parquet) to link")
+        raise LinkageInputError(f"{root}: no identifier partitions of a completed deposit to link")
     for path in files:
         try:
             names = [r[0] for r in con.execute("SELECT name FROM parquet_schema(?)", [str(path)]).fetchall()]
@@ -256,7 +260,10 @@ def train_predict_cluster(
     con.execute("DROP TABLE __predictions")
 
     step("cluster")
-    cluster_edges(con, std_table, threshold)
+    cluster_stats = cluster_edges(con, std_table, threshold, break_chains_below=model.clustering.break_dob_chains_below)
+    if cluster_stats.get("components_split"):
+        warnings.append(f"clustering: {cluster_stats['components_split']:,} of {cluster_stats['components_examined']:,} "
+                        "components whose dates of birth disagree were split at a weak bridge")
     model_json = linker.misc.save_model_to_json()
     if spark is not None:
         spark.catalog.clearCache()
@@ -271,7 +278,8 @@ def _any_pair_agrees(con: duckdb.DuckDBPyConnection, columns: list[str], link_ty
     return con.execute(f"SELECT 1 FROM linkage_input WHERE {present} GROUP BY {cols} HAVING {enough} LIMIT 1").fetchall() != []
 
 
-def cluster_edges(con: duckdb.DuckDBPyConnection, nodes_table: str, threshold: float, edges: str = "edges") -> None:
+def cluster_edges(con: duckdb.DuckDBPyConnection, nodes_table: str, threshold: float, edges: str = "edges",
+                  break_chains_below: float | None = None) -> dict[str, int]:
     """Table ``clusters(record_key, cluster_id, source)``: connected components of the edges at or
     above ``threshold``; a cluster is named by its smallest record key.
 
@@ -286,13 +294,21 @@ def cluster_edges(con: duckdb.DuckDBPyConnection, nodes_table: str, threshold: f
     con.execute(f"CREATE OR REPLACE TEMP TABLE __nodes AS SELECT record_key, source, (row_number() OVER (ORDER BY record_key)) - 1 AS i FROM {nodes_table}")
     n = con.execute("SELECT count(*) FROM __nodes").fetchone()[0]
     pairs = con.execute(
-        f"SELECT a.i, b.i FROM {edges} e JOIN __nodes a ON a.record_key = e.record_key_l "
+        f"SELECT a.i, b.i, e.match_probability FROM {edges} e JOIN __nodes a ON a.record_key = e.record_key_l "
         f"JOIN __nodes b ON b.record_key = e.record_key_r WHERE e.match_probability >= ?",
         [threshold],
     ).fetchnumpy()
-    left, right = (np.asarray(pairs[k], dtype=np.int64) for k in pairs)
+    left, right, probability = (np.asarray(pairs[k]) for k in pairs)
+    left, right = left.astype(np.int64), right.astype(np.int64)
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
+    stats: dict[str, int] = {}
+    if break_chains_below is not None:
+        from linkage.clustering import break_chains
+
+        dob = con.execute(f"SELECT t.dob FROM __nodes n JOIN {nodes_table} t USING (record_key) ORDER BY n.i").fetchnumpy()["dob"]
+        dob = [d if isinstance(d, str) else None for d in dob.tolist()]
+        labels, stats = break_chains(labels, left, right, probability.astype(float), dob, strong=break_chains_below)
     con.register("__labels", pd.DataFrame({"i": np.arange(n, dtype=np.int64), "component": labels.astype(np.int64)}))
     con.execute(
         "CREATE OR REPLACE TABLE clusters AS SELECT n.record_key, min(n.record_key) OVER (PARTITION BY l.component) AS cluster_id, "
@@ -300,6 +316,7 @@ def cluster_edges(con: duckdb.DuckDBPyConnection, nodes_table: str, threshold: f
     )
     con.unregister("__labels")
     con.execute("DROP TABLE __nodes")
+    return stats
 
 
 # ---------------------------------------------------------------- the run
@@ -373,6 +390,9 @@ def run_linkage(
             ids_table="identifiers",
             ground_truth=Path(ground_truth) if ground_truth else None,
         )
+        from linkage.quality import intake_summary
+
+        quality["intake"] = intake_summary(vault_dir)
         quality["run"] = {"run_id": run_id, "engine": engine, "model": model.name, "records": n_records,
                           "threshold_match_probability": threshold, "training_warnings": outputs.training_warnings}
         timed("quality")

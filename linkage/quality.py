@@ -194,6 +194,33 @@ def compute_quality(
     return quality
 
 
+def intake_summary(vault_dir: Path) -> dict[str, Any]:
+    """Per source, from the manifests of its live deposits: rows read, accepted, quarantined
+    (per reason) and kept with nulled fields (flags per column and reason). Counts only."""
+    from linkage.deposits import live_deposits, read_manifests
+
+    out: dict[str, Any] = {}
+    for folder in sorted(p for p in (Path(vault_dir) / "deposits").glob("*") if p.is_dir()):
+        manifests = read_manifests(vault_dir, folder.name)
+        live = live_deposits(vault_dir, folder.name)
+        if not live:
+            continue
+        entry = {"deposits": len(live), "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0, "rows_flagged": 0,
+                 "quarantine_reasons": {}, "flags": {}}
+        for deposit in live:
+            m = manifests[deposit]
+            for key in ("rows_read", "rows_accepted", "rows_quarantined", "rows_flagged"):
+                entry[key] += int(m.get(key, 0))
+            for reason, n in m.get("quarantine_reasons", {}).items():
+                entry["quarantine_reasons"][reason] = entry["quarantine_reasons"].get(reason, 0) + n
+            for column, reasons in m.get("flags", {}).items():
+                per = entry["flags"].setdefault(column, {})
+                for reason, n in reasons.items():
+                    per[reason] = per.get(reason, 0) + n
+        out[folder.name] = entry
+    return out
+
+
 def recompute_for_run(run_dir: Path, quality: dict[str, Any], ground_truth: Path) -> dict[str, Any]:
     """Measure a finished run against a ground-truth file (for ``enclave link report``).
 

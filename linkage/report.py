@@ -143,6 +143,17 @@ def render(quality: dict[str, Any]) -> str:
         _table(["source", "records", "linked to another record"],
                [[s, f"{v['records']:,}", _pct(v["linked_rate"])] for s, v in per_source.items()]),
     ]
+    intake = quality.get("intake") or {}
+    if intake:
+        rows = []
+        for source, v in intake.items():
+            flagged = "; ".join(f"{col}: " + ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items()))
+                                for col, reasons in sorted(v["flags"].items()))
+            rows.append([source, f"{v['rows_read']:,}", f"{v['rows_accepted']:,}", f"{v['rows_quarantined']:,}",
+                         f"{v['rows_flagged']:,}", flagged or "-"])
+        sections += ["<h2>Intake per source (live deposits)</h2>",
+                     _table(["source", "rows read", "accepted", "quarantined", "kept with a field nulled",
+                             "nulled fields (column: reason count)"], rows)]
     for key, title in CHART_TITLES.items():
         sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{charts[key]}'>")
     sections.append(

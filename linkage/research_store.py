@@ -153,7 +153,9 @@ def _read_partitions(folder: Path, columns: list[str] | None = None, key: str | 
     A deposit is complete only once ingest has written its manifest in ``vault/deposits/<source>/``;
     a partition without one belongs to an ingest still running or killed, and is not read.
     """
-    complete = {p.stem for p in (folder.parent.parent / "deposits" / folder.name).glob("*.json")}
+    from linkage.deposits import live_deposits
+
+    complete = set(live_deposits(folder.parent.parent, folder.name))  # not withdrawn or superseded
     files = [f for f in sorted(folder.glob("*.parquet")) if f.stem in complete] if folder.is_dir() else []
     if not files:
         return pd.DataFrame(columns=columns or [])

@@ -55,6 +55,13 @@ _COLUMN_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 DisclosureClass = Literal["direct", "quasi_person", "quasi_event", "sensitive", "other"]
 
 
+OnInvalid = Literal["null_and_flag", "quarantine_row", "refuse_file"]
+# Column names the vault's own tables use: a content column of that name would collide with
+# them in the content partition and the research store (seen: ``ArrowInvalid: Multiple matches``).
+RESERVED_COLUMN_NAMES = frozenset({"record_key", "event_date", "neighbourhood", "person_key", "source",
+                                   "source_record_id", "role", "deposit_id"})
+
+
 class SourceDefinitionError(ValueError):
     """A definition file that cannot be used; the message names the file and the key."""
 
@@ -115,6 +122,13 @@ class SourceDefinition(BaseModel):
     identifiers: dict[StandardField, str] = Field(min_length=1)
     related: dict[str, RelatedRole] = Field(default_factory=dict)
     content: dict[str, ContentColumn] = Field(default_factory=dict)
+    # What ingest does with a value that fails its check, per column (see ``policy_for``).
+    on_invalid: dict[str, OnInvalid] = Field(default_factory=dict)
+    # Values that mean "unknown" in this agency's files, per standard identifier field
+    # (e.g. zip 00000): nulled at ingest and counted, never compared as data.
+    placeholders: dict[StandardField, list[str]] = Field(default_factory=dict)
+    # Row-count trailer some agencies append (``<prefix>,<data rows>``): checked, not stored.
+    trailer_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z#*][A-Za-z0-9_#*]{0,19}$")
 
     @field_validator("identifiers")
     @classmethod
@@ -161,7 +175,38 @@ class SourceDefinition(BaseModel):
         for code in self.sex_codes:
             if code != code.strip() or not code:
                 raise ValueError(f"sex code {code!r} has surrounding whitespace")
+        self._check_intake_rules()
         return self
+
+    def _check_intake_rules(self) -> None:
+        """Reserved names, sex codes, and the per-column invalid-value policies."""
+        reserved = sorted(RESERVED_COLUMN_NAMES & set(self.content) - {self.event_date})
+        if self.event_date == "event_date" or reserved:
+            raise ValueError(f"content column name(s) {reserved or ['event_date']} are reserved by the vault's tables; "
+                             "rename them in the definition (the agency's column name can stay in the file only if it is not reserved)")
+        sex_columns = [m["sex"] for m in self.roles.values() if "sex" in m]
+        if sex_columns and ("sex_codes" not in self.model_fields_set or not self.sex_codes):
+            raise ValueError(f"column {sex_columns[0]!r} holds sex but 'sex_codes' is not declared: list the agency's own codes "
+                             "and what each means, e.g. sex_codes: {'1': M, '2': F, '9': U}")
+        known = set(self.columns)
+        for column, policy in self.on_invalid.items():
+            if column not in known:
+                raise ValueError(f"on_invalid names column {column!r}, which the definition does not declare")
+            if policy == "null_and_flag" and column in (self.record_id, self.event_date):
+                raise ValueError(f"on_invalid: column {column!r} cannot be nulled (record id and event date identify the record)")
+            spec = self.content.get(column)
+            if policy == "null_and_flag" and spec is not None and spec.required:
+                raise ValueError(f"on_invalid: required column {column!r} cannot be nulled")
+
+    def policy_for(self, column: str) -> OnInvalid:
+        """The invalid-value policy of a column: declared, else null_and_flag for identifier
+        columns (the record still links on the rest) and quarantine_row for the record id,
+        the event date and content (a wrong research value is not silently blanked)."""
+        if column in self.on_invalid:
+            return self.on_invalid[column]
+        if column in (self.record_id, self.event_date) or column in self.content:
+            return "quarantine_row"
+        return "null_and_flag"
 
     # Derived views used by ingest and the generator.
     @property

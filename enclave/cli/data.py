@@ -124,7 +124,8 @@ def ingest(
     source: str = typer.Argument(..., help="Source name (see `enclave data sources list`)."),
     file: Path = typer.Argument(..., help="The deposited file (CSV or Parquet as the definition says)."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows validated per chunk (bounds memory)."),
-    definitions_dir: Path | None = typer.Option(None, "--definitions", help="Definitions directory (default: shipped ones)."),
+    definitions_dir: Path | None = typer.Option(None, "--definitions", envvar="ENCLAVE_SOURCE_DEFINITIONS",
+                                                help="Definitions directory (default: shipped ones)."),
 ) -> None:
     """Validate FILE against SOURCE's definition and deposit it into the vault."""
     from linkage.ingest_read import FileRejected
@@ -142,7 +143,7 @@ def ingest(
 def ingest_dir(
     directory: Path = typer.Argument(..., help="A folder of agency files named <source>.csv|.parquet (e.g. synth output)."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows"),
-    definitions_dir: Path | None = typer.Option(None, "--definitions"),
+    definitions_dir: Path | None = typer.Option(None, "--definitions", envvar="ENCLAVE_SOURCE_DEFINITIONS"),
 ) -> None:
     """Ingest every file of DIR whose name is a declared source; stops at the first rejected file."""
     from linkage.ingest_read import FileRejected
@@ -182,3 +183,93 @@ def ingest_dir(
     console.print(summary)
     if failed:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- deposit lifecycle
+# One definitions folder for every command: --definitions, else ENCLAVE_SOURCE_DEFINITIONS.
+DEFINITIONS_ENV = "ENCLAVE_SOURCE_DEFINITIONS"
+
+
+def _actor() -> str:
+    import getpass
+
+    from enclave.settings import get_settings
+
+    return get_settings().user or getpass.getuser()
+
+
+def _audit(action: str, subject: str, details: dict) -> None:
+    """Lifecycle changes go on the audit chain (counts and ids only, never values)."""
+    from enclave import audit
+    from enclave.board.console import run
+
+    run(lambda session: audit.append(session, actor=_actor(), action=action, subject=subject, details=details))
+
+
+@app.command("withdraw")
+def withdraw(
+    source: str = typer.Argument(..., help="Source name."),
+    deposit_id: str = typer.Argument(..., help="Deposit id (see `enclave data deposits SOURCE`)."),
+    reason: str = typer.Option(..., "--reason", help="Why the deposit is withdrawn (kept in its tombstone and the audit log)."),
+) -> None:
+    """Withdraw a deposit: linkage and the research store stop reading it, its data files are deleted."""
+    from enclave.settings import get_settings
+    from linkage.deposits import DepositError, withdraw as withdraw_deposit
+
+    try:
+        manifest = withdraw_deposit(get_settings().vault, source, deposit_id, reason, _actor())
+    except DepositError as exc:
+        err.print(f"[red]refused[/red]: {exc}")
+        raise typer.Exit(1) from None
+    _audit("data.deposit.withdrawn", f"{source}/{deposit_id}",
+           {"reason": reason, "rows_accepted": manifest.get("rows_accepted"), "file_name": manifest.get("file_name")})
+    console.print(f"withdrew {source}/{deposit_id} ({manifest.get('rows_accepted', 0):,} records); "
+                  "run `enclave link run` to relink without it")
+
+
+@app.command("supersede")
+def supersede(
+    source: str = typer.Argument(..., help="Source name."),
+    deposit_id: str = typer.Argument(..., help="The live deposit the corrected file replaces."),
+    file: Path = typer.Argument(..., help="The corrected file."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows"),
+    definitions_dir: Path | None = typer.Option(None, "--definitions", envvar=DEFINITIONS_ENV,
+                                                help="Definitions directory (default: shipped ones)."),
+) -> None:
+    """Deposit a corrected FILE in place of DEPOSIT_ID, in one step (linkage never sees both)."""
+    from enclave.settings import get_settings
+    from linkage.ingest import ingest_file
+    from linkage.ingest_read import FileRejected
+    from linkage.sources import SourceDefinitionError, UnknownSource, get_definition
+
+    try:
+        definition = get_definition(source, definitions_dir)
+        result = ingest_file(definition, file, get_settings().vault, chunk_rows=chunk_rows, supersedes=deposit_id)
+    except (FileRejected, UnknownSource, SourceDefinitionError) as exc:
+        err.print(f"[red]rejected[/red]: {exc}")
+        raise typer.Exit(1) from None
+    if result.already_deposited:
+        err.print(f"[red]rejected[/red]: {file.name} is already deposit {source}/{result.deposit_id}; nothing superseded")
+        raise typer.Exit(1)
+    _audit("data.deposit.superseded", f"{source}/{deposit_id}",
+           {"superseded_by": result.deposit_id, "file_name": file.name, "rows_accepted": result.rows_accepted,
+            "rows_quarantined": result.rows_quarantined, "rows_flagged": result.rows_flagged})
+    _print_result(result, console)
+    console.print(f"{source}/{deposit_id} superseded by {result.deposit_id}")
+
+
+@app.command("deposits")
+def deposits_list(source: str = typer.Argument(..., help="Source name.")) -> None:
+    """Deposits of SOURCE with their state (complete, withdrawn, superseded) and counts."""
+    from enclave.settings import get_settings
+    from linkage.deposits import live_deposits, read_manifests, state_of
+
+    vault = get_settings().vault
+    live = set(live_deposits(vault, source))
+    table = Table("deposit", "state", "file", "accepted", "quarant.", "flagged", title=f"deposits of {source}")
+    table.columns[1].no_wrap = True
+    for deposit_id, m in read_manifests(vault, source).items():
+        state = state_of(m).value if deposit_id in live or state_of(m).value != "complete" else "superseded"
+        table.add_row(deposit_id, state, str(m.get("file_name", "")), f"{m.get('rows_accepted', 0):,}",
+                      f"{m.get('rows_quarantined', 0):,}", f"{m.get('rows_flagged', 0):,}")
+    console.print(table)

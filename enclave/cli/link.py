@@ -26,6 +26,8 @@ def run(
     threshold: Optional[float] = typer.Option(None, help="Cluster at this match probability; default from settings."),
     ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="CSV source,source_record_id,role,person_id: adds true precision, recall, F1 and blocking recall."),
     model: Optional[Path] = typer.Option(None, help="Linkage model YAML (default linkage/model/ids_model.yaml)."),
+    definitions_dir: Optional[Path] = typer.Option(None, "--definitions", envvar="ENCLAVE_SOURCE_DEFINITIONS",
+                                                   help="Source definitions folder, the one ingest used (default: shipped ones)."),
 ) -> None:
     """Standardise, train, predict, cluster; then assign person keys and rebuild the research store."""
     from linkage.link import ENGINES, LinkageInputError, run_linkage
@@ -40,6 +42,7 @@ def run(
         raise typer.BadParameter("a match probability in (0, 1]", param_hint="--threshold")
     try:
         steps = _STEPS_WITHOUT_EM + len(load_model(model).training.em)
+        _check_definitions_cover_deposits(settings.vault, definitions_dir)
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]linkage refused:[/red] {safe(exc)}")
         raise typer.Exit(code=2) from exc
@@ -63,7 +66,7 @@ def run(
         on_step("assign person keys")
         assignment = assign_person_keys(result.clusters, settings.vault, result.run_id)
         on_step("build research store")
-        build(settings.vault, settings.research)
+        build(settings.vault, settings.research, definitions_dir=definitions_dir)
         progress.update(task, description="done", completed=steps + 2)
 
     quality = result.quality
@@ -77,6 +80,21 @@ def run(
                       f"F1 {truth['f1']:.4f}, blocking recall {truth.get('blocking_recall', float('nan')):.4f}")
     del assignment
     typer.echo(result.run_id)
+
+
+def _check_definitions_cover_deposits(vault: Path, definitions_dir: Optional[Path]) -> None:
+    """Before anything is written: every source with a live deposit has a valid definition in the
+    folder the research store will read (else keys were written, then the store build failed)."""
+    from linkage.deposits import live_deposits
+    from linkage.sources import load_definitions
+
+    definitions = load_definitions(definitions_dir)
+    sources = sorted(p.name for p in (vault / "deposits").glob("*") if p.is_dir() and live_deposits(vault, p.name))
+    missing = [s for s in sources if s not in definitions]
+    if missing:
+        where = definitions_dir or "the shipped definitions"
+        raise ValueError(f"no source definition for {', '.join(missing)} in {where}: pass the folder ingest used "
+                         "with --definitions (or set ENCLAVE_SOURCE_DEFINITIONS)")
 
 
 @app.command("report")

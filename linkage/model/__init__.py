@@ -71,6 +71,12 @@ class ThresholdSpec(_Strict):
     threshold_match_probability: float = Field(ge=0, le=1)
 
 
+class ClusteringSpec(ThresholdSpec):
+    # Cut weak bridges whose two sides disagree on date of birth (linkage.clustering); edges at
+    # or above this probability are never cut. None: plain connected components.
+    break_dob_chains_below: float | None = Field(default=None, gt=0, le=1)
+
+
 class LinkageModel(_Strict):
     name: str
     splink: dict[str, Any]
@@ -78,7 +84,7 @@ class LinkageModel(_Strict):
     blocking_rules: list[BlockingRuleSpec]
     training: TrainingSpec
     prediction: ThresholdSpec
-    clustering: ThresholdSpec
+    clustering: ClusteringSpec
 
     def comparison_creators(self, dialect: str = "duckdb") -> list[Any]:
         return [_comparison(spec, i, dialect) for i, spec in enumerate(self.comparisons)]

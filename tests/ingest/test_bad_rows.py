@@ -3,11 +3,15 @@ the same file are accepted; plus inputs that look odd but are valid and must be 
 from __future__ import annotations
 
 import codecs
+import json
 
 import pandas as pd
 import pytest
 
 from linkage.ingest import ingest_file
+from linkage.ingest_read import FileRejected
+from linkage.ingest_validate import ROW_REASONS
+from linkage.sources import SourceDefinition
 
 
 def _one_bad_row(definition, vault, kit, tmp_path, **changes):
@@ -66,7 +70,90 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("column,value,reason", BAD_VALUES, ids=[f"{r}-{c}-{i}" for i, (c, _, r) in enumerate(BAD_VALUES)])
+IDENTIFIER_COLUMNS = {"first", "last", "dob", "sex", "ssn", "street", "zip", "mother_first", "mother_last", "mother_ssn"}
+# Field-level failures of identifier columns: by default the value is nulled and flagged and the
+# record is kept (it still links on the rest); the row reasons quarantine whatever the policy.
+FIELD_LEVEL = [(c, v, r) for c, v, r in BAD_VALUES if c in IDENTIFIER_COLUMNS and r not in ROW_REASONS]
+ROW_LEVEL = [(c, v, r) for c, v, r in BAD_VALUES if (c, v, r) not in FIELD_LEVEL and r != "event_before_birth"]
+
+
+def _with_policy(definition, column, policy):
+    raw = definition.model_dump(exclude_unset=True)
+    raw["on_invalid"] = {column: policy}
+    return SourceDefinition.model_validate(raw)
+
+
+@pytest.mark.parametrize("column,value,reason", FIELD_LEVEL, ids=[f"{r}-{c}-{i}" for i, (c, _, r) in enumerate(FIELD_LEVEL)])
+def test_bad_identifier_is_nulled_and_flagged_and_the_record_kept(definition, vault, kit, tmp_path, column, value, reason):
+    result, q = _one_bad_row(definition, vault, kit, tmp_path, **{column: value})
+    assert result.rows_accepted == 4 and result.rows_quarantined == 0 and result.rows_flagged == 1
+    assert result.flags == {column: {reason: 1}}
+    ids = kit.read_part(vault, "identifiers")
+    field = {"first": "first_name", "last": "last_name", "mother_first": "first_name"}.get(column, column)
+    role = "mother" if column.startswith("mother") else "subject"
+    kept = ids[(ids["source_record_id"] == "V00002") & (ids["role"] == role)]
+    assert len(kept) == 1 and kept[field].isna().all()
+    others = ids[(ids["source_record_id"] == "V00001") & (ids["role"] == role)]
+    assert others[field].notna().all()
+    flags = pd.read_csv(vault / "flags" / "clinic" / f"{result.deposit_id}.csv", dtype=str, keep_default_na=False)
+    assert flags["_row"].tolist() == ["3"] and flags["_field"][0] == column and flags["_reason"][0] == reason
+    assert flags[column][0] == _neutral(value.strip())  # the original value stays in the vault for the steward
+    manifest = json.loads((vault / "deposits" / "clinic" / f"{result.deposit_id}.json").read_text())
+    assert manifest["flags"] == {column: {reason: 1}} and manifest["rows_flagged"] == 1
+
+
+def _neutral(value: str) -> str:
+    return "'" + value if value[:1] in "=+-@" else value
+
+
+@pytest.mark.parametrize("column,value,reason", FIELD_LEVEL[:6], ids=[f"{r}-{c}" for c, _, r in FIELD_LEVEL[:6]])
+def test_policy_quarantine_row_keeps_the_old_behaviour(definition, vault, kit, tmp_path, column, value, reason):
+    strict = _with_policy(definition, column, "quarantine_row")
+    result, q = _one_bad_row(strict, vault, kit, tmp_path, **{column: value})
+    assert result.rows_accepted == 3 and result.rows_quarantined == 1 and result.reasons[reason] == 1
+    assert column in q["_field"][0].split(";")
+
+
+def test_policy_refuse_file_names_row_line_and_field_and_writes_nothing(definition, vault, kit, tmp_path):
+    strict = _with_policy(definition, "ssn", "refuse_file")
+    rows = [kit.good_row(i) for i in range(4)]
+    rows[2]["ssn"] = "21245678X"
+    p = kit.write_csv(tmp_path / "clinic.csv", rows)
+    with pytest.raises(FileRejected) as exc:
+        ingest_file(strict, p, vault, today=kit.TODAY)
+    assert exc.value.line == 4 and exc.value.field == "ssn" and "row 3" in str(exc.value) and "wrong_type" in str(exc.value)
+    assert "21245678X" not in str(exc.value)
+    assert kit.vault_files(vault) == []
+
+
+def test_event_before_birth_nulls_the_dob_by_default(definition, vault, kit, tmp_path):
+    result, _ = _one_bad_row(definition, vault, kit, tmp_path, visit_date="01/01/2011")
+    assert result.rows_accepted == 4 and result.flags == {"dob": {"event_before_birth": 1}}
+    ids = kit.read_part(vault, "identifiers")
+    assert ids.loc[(ids["source_record_id"] == "V00002") & (ids["role"] == "subject"), "dob"].isna().all()
+
+
+def test_policy_names_a_declared_column(definition):
+    raw = definition.model_dump(exclude_unset=True)
+    for on_invalid, message in [({"nope": "quarantine_row"}, "does not declare"), ({"visit_id": "null_and_flag"}, "cannot be nulled"),
+                                ({"kind": "null_and_flag"}, "required column"), ({"ssn": "ignore"}, "null_and_flag")]:
+        raw["on_invalid"] = on_invalid
+        with pytest.raises(ValueError, match=message):
+            SourceDefinition.model_validate(raw)
+
+
+def test_source_placeholders_are_nulled_and_counted(definition, vault, kit, tmp_path):
+    raw = definition.model_dump(exclude_unset=True)
+    raw["placeholders"] = {"zip": ["00000"], "first_name": ["BABY"]}
+    result, _ = _one_bad_row(SourceDefinition.model_validate(raw), vault, kit, tmp_path, zip="00000", first="BABY")
+    assert result.rows_accepted == 4 and result.rows_flagged == 0
+    assert result.cleaned["zip_placeholder_nulled"] == 1 and result.cleaned["first_name_placeholder_nulled"] == 1
+    ids = kit.read_part(vault, "identifiers")
+    row = ids[(ids["source_record_id"] == "V00002") & (ids["role"] == "subject")]
+    assert row["zip"].isna().all() and row["first_name"].isna().all()
+
+
+@pytest.mark.parametrize("column,value,reason", ROW_LEVEL, ids=[f"{r}-{c}-{i}" for i, (c, _, r) in enumerate(ROW_LEVEL)])
 def test_bad_value_is_quarantined(definition, vault, kit, tmp_path, column, value, reason):
     result, q = _one_bad_row(definition, vault, kit, tmp_path, **{column: value})
     assert result.rows_accepted == 3 and result.rows_quarantined == 1

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from linkage.ingest import ingest_file
+from linkage.ingest_read import FileRejected
 from linkage.sources import STANDARD_FIELDS, get_definition
 
 
@@ -77,11 +78,13 @@ def test_same_file_again_is_a_noop(definition, vault, kit, tmp_path):
     assert not first.already_deposited and again.already_deposited and copy.already_deposited
     assert again.deposit_id == first.deposit_id and again.rows_accepted == 5
     assert {f: f.stat().st_mtime_ns for f in kit.vault_files(vault)} == before
-    # One changed byte is a new deposit.
+    # One changed byte is other content, but the same records re-sent: refused, pointing at supersede.
     changed = tmp_path / "clinic2.csv"
     changed.write_bytes(p.read_bytes().replace(b"Maria", b"Mario", 1))
-    assert not ingest_file(definition, changed, vault, today=kit.TODAY).already_deposited
-    assert len(list((vault / "deposits" / "clinic").glob("*.json"))) == 2
+    with pytest.raises(FileRejected, match=f"as deposit {first.deposit_id}.*supersede"):
+        ingest_file(definition, changed, vault, today=kit.TODAY)
+    assert {f: f.stat().st_mtime_ns for f in kit.vault_files(vault)} == before
+    assert len(list((vault / "deposits" / "clinic").glob("*.json"))) == 1
 
 
 def test_streaming_gives_identical_output_with_bounded_chunks(definition, tmp_path, kit):
@@ -92,7 +95,8 @@ def test_streaming_gives_identical_output_with_bounded_chunks(definition, tmp_pa
     small = ingest_file(definition, p, tmp_path / "v1", chunk_rows=50, today=kit.TODAY)
     large = ingest_file(definition, p, tmp_path / "v2", chunk_rows=100_000, today=kit.TODAY)
     assert small.largest_chunk_rows <= 50 and large.largest_chunk_rows == 403
-    assert (small.rows_accepted, small.rows_quarantined) == (large.rows_accepted, large.rows_quarantined) == (401, 2)
+    assert (small.rows_accepted, small.rows_quarantined) == (large.rows_accepted, large.rows_quarantined) == (402, 1)
+    assert small.flags == large.flags == {"dob": {"impossible_date": 1}}
     for kind in ("identifiers", "content", "relationships"):
         # Row order within a partition follows the chunks; the rows themselves must not differ.
         a, b = (kit.read_part(tmp_path / v, kind).sort_values(list(kit.read_part(tmp_path / v, kind).columns[:1])).reset_index(drop=True)
@@ -165,7 +169,7 @@ def test_cli_ingest_and_summary(enclave_home, kit, tmp_path):
     out = runner.invoke(app, ["data", "ingest", "prek", str(p)])
     assert out.exit_code == 0, out.output
     assert "accepted" in out.output and "impossible_date" in out.output and "formula_injection" in out.output
-    assert ("prek.csv row 2 (line 3), field 'program;child_dob;program': formula_injection;impossible_date;not_allowed_value"
+    assert ("prek.csv row 2 (line 3), field 'program;program;child_dob': formula_injection;not_allowed_value;impossible_date"
             in out.output.replace("\n", ""))  # file, row and field of each problem
     assert "Lopez" not in out.output and "=cmd" not in out.output  # no cell values on the console
     assert list((enclave_home / "vault" / "identifiers" / "prek").glob("*.parquet"))

@@ -92,6 +92,9 @@ def make_vault(root: Path, people: int = 400, seed: int = 3, sources: tuple[str,
         out = vault / "identifiers" / source
         out.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_parquet(out / "d1.parquet", index=False)
+        # Linkage reads only deposits whose manifest says they are complete (linkage.deposits).
+        (vault / "deposits" / source).mkdir(parents=True, exist_ok=True)
+        (vault / "deposits" / source / "d1.json").write_text('{"state": "complete"}')
     truth = root / "ground_truth.csv"
     with truth.open("w", newline="") as fh:
         writer = csv.writer(fh)

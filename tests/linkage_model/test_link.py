@@ -99,6 +99,7 @@ def test_repeated_record_key_is_refused_naming_file_and_row(small_vault):
     path = vault / "identifiers" / "housing" / "d2.parquet"
     first = pd.read_parquet(vault / "identifiers" / "housing" / "d1.parquet").head(3)
     first.to_parquet(path)
+    (vault / "deposits" / "housing" / "d2.json").write_text('{"state": "complete"}')
     with pytest.raises(LinkageInputError, match=r"housing/d\d\.parquet: row \d+: field record_key repeats"):
         run_linkage(vault)
 
