@@ -75,6 +75,7 @@ class EnclaveContentsManager(AsyncLargeFileManager):
             return 0
 
     async def _refuse(self, direction: rules.Direction, path: str, size: int, message: str) -> web.HTTPError:
+        path = path.strip("/")
         self.log.warning("refused %s transfer of %s bytes: %s", direction.value, size, message)
         await hub_events.record_best_effort(TransferEvent("transfer.refused", path=path, bytes=size,
                                                           reason=f"{direction.value}: {message}"[:200]))
@@ -84,6 +85,7 @@ class EnclaveContentsManager(AsyncLargeFileManager):
         """Record a transfer in the audit chain before it happens; refuse it if that fails."""
         if len(data) < self.audit_transfer_bytes and kind == "transfer.out":
             return
+        path = path.strip("/")
         try:
             await hub_events.record(TransferEvent(kind, path=path, bytes=len(data), sha256=rules.sha256_hex(data)))
         except AuditUnavailable as error:

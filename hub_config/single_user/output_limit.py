@@ -7,8 +7,8 @@ and debugger replies) counts against one budget shared by all kernels of the ser
 bucket holding ``window_bytes`` that refills over ``window_seconds``. A message over
 ``max_message_bytes`` or over the budget is withheld: an output is dropped, a reply to the
 browser's request is replaced by an error reply the server writes itself (so the notebook does
-not hang), and the notebook shows a notice saying why. Small status messages may pass on a
-small reserve, so a notebook still sees its kernel go idle. The kernel is hostile code: nothing
+not hang), and the notebook shows a notice saying why. Small protocol messages (status, execute
+replies) may pass on a small reserve, so a notebook still sees its cells finish. The kernel is hostile code: nothing
 in a message is trusted to say what it is except its size.
 
 Each time the limit trips, a ``output.withheld`` event is recorded in the audit chain.
@@ -52,6 +52,7 @@ class OutputBudget:
     updated: float = 0.0
     withheld: int = 0
     last_notice: float = float("-inf")
+    last_noticed_request: str | None = None
 
     def _refill(self, now: float) -> None:
         if self.tokens < 0:
@@ -88,7 +89,7 @@ class EnclaveKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     window_seconds = Float(10.0, help="The window of window_bytes.").tag(config=True)
     protocol_reserve_bytes = Integer(64 * KIB, help="Reserve per window for small status messages.").tag(config=True)
     protocol_message_bytes = Integer(2 * KIB, help="Largest status message that may use the reserve.").tag(config=True)
-    notice_every_seconds = Float(5.0, help="At most one notice (and one audit event) this often.").tag(config=True)
+    notice_every_seconds = Float(5.0, help="At most one notice (and one audit event) per request this often.").tag(config=True)
 
     _budget: OutputBudget | None = None  # one per server process, shared by every connection
 
@@ -147,8 +148,9 @@ class EnclaveKernelWebsocketConnection(ZMQChannelsWebsocketConnection):
             reply = self.session.msg(msg_type, content=withheld_reply_content(msg_type, text), parent=parent)
             self._send_own(reply, channel)
         now = time.monotonic()
-        if now - budget.last_notice >= self.notice_every_seconds:
-            budget.last_notice = now
+        request = (parent or {}).get("msg_id")
+        if request != budget.last_noticed_request or now - budget.last_notice >= self.notice_every_seconds:
+            budget.last_notice, budget.last_noticed_request = now, request
             self._send_own(self.session.msg("stream", content={"name": "stderr", "text": text + "\n"},
                                             parent=parent or {}), "iopub")
             self.log.warning("kernel output withheld (%s bytes so far)", budget.withheld)
