@@ -305,13 +305,7 @@ class SandboxSpawner(Spawner):
     @staticmethod
     def _workspace_limit_args(grant) -> list[str]:  # noqa: ANN001
         """The project's workspace conditions as server config (enclave.conditions.WorkspaceLimits)."""
-        limits = grant.limits
-        return [
-            f"--EnclaveContentsManager.read_cap_bytes={limits.contents_read_cap_bytes}",
-            f"--EnclaveContentsManager.ingress_allowed={limits.ingress_allowed}",
-            f"--EnclaveContentsManager.ingress_max_bytes={limits.ingress_max_bytes}",
-            f"--BusyKernelActivity.max_kernel_run_seconds={limits.max_kernel_run_seconds}",
-        ]
+        return single_user.limit_args(grant.limits)
 
     async def start(self) -> str:
         grant = await self._grant()

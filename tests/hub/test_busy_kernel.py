@@ -105,3 +105,21 @@ def test_silently_busy_kernel_is_not_culled_until_its_maximum_run_time(culling_h
     assert len(sandboxes_of(busy_home)) == 1 and server_model(session, url, "beta")["ready"]
     busy.ws.close()
     hubclient.stop_server(session, url, "bob", "beta")
+
+
+def test_project_limits_reach_the_server_traits(tmp_path):
+    """The spawners' command-line names match the traits they set (a misspelt one would be ignored silently)."""
+    from traitlets.config import Configurable
+    from traitlets.config.loader import KVArgParseConfigLoader
+
+    from enclave.conditions import WorkspaceLimits
+    from hub_config import single_user
+    from hub_config.single_user.busy_activity import BusyKernelActivity
+    from hub_config.single_user.contents import EnclaveContentsManager
+
+    limits = WorkspaceLimits(contents_read_cap_bytes=1234, ingress_allowed=True, ingress_max_bytes=567,
+                             max_kernel_run_seconds=89)
+    config = KVArgParseConfigLoader(single_user.limit_args(limits)).load_config()
+    contents = EnclaveContentsManager(config=config, root_dir=str(tmp_path))
+    assert (contents.read_cap_bytes, contents.ingress_allowed, contents.ingress_max_bytes) == (1234, True, 567)
+    assert BusyKernelActivity(Configurable(config=config)).max_kernel_run_seconds == 89
