@@ -17,8 +17,6 @@ import io
 import json
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
-
 # Suffix -> the Pillow format the bytes must decode as. SVG is not here: it is text, served as text.
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".webp": "WEBP"}
 MIMETYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
@@ -61,6 +59,8 @@ def claimed_image_format(path: str) -> str | None:
 
 def disarm_image(data: bytes, path: str, *, max_bytes: int) -> DisarmedImage:
     """Decode ``data`` as the image type ``path`` names and re-encode it, or raise NotAnImage."""
+    from PIL import Image, UnidentifiedImageError  # imported on first use: it costs every server start otherwise
+
     expected = claimed_image_format(path)
     if expected is None:
         raise NotAnImage(f"{suffix_of(path) or 'no suffix'} is not an allowed image type")
@@ -77,6 +77,8 @@ def disarm_image(data: bytes, path: str, *, max_bytes: int) -> DisarmedImage:
                 image.save(out, format=expected, save_all=True)
             elif expected == "JPEG":
                 image.save(out, format=expected, quality=95)
+            elif expected == "PNG":
+                image.save(out, format=expected, compress_level=1)  # speed over size: 4-5x faster than the default 6
             else:
                 image.save(out, format=expected)
     except NotAnImage:
