@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from enclave import audit
 from enclave.board.states import MembershipState, ProjectState
+from enclave.conditions import WorkspaceLimits, conditions_of
 from enclave.registry.base import session_scope
 from enclave.registry.models import Extract, Membership, Person, Project, WorkspaceEntitlement
 from enclave.settings import get_settings
@@ -41,6 +42,9 @@ class WorkspaceGrant:
     gid: int  # per project, stable
     home_path: Path  # the (project, user) private writable home
     expires_on: dt.date
+    # The board's limits on the workspace (read cap, ingress, longest busy kernel), enforced by the
+    # workspace's Jupyter server, which the spawner starts with them on its command line.
+    limits: WorkspaceLimits = WorkspaceLimits()
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,10 @@ def _evaluate(session: Session, person: Person, project: Project, membership: Me
         raise Refused(f"project {project.slug} has no approval on record")
     if today > approval.expires_on:
         raise Refused(f"project {project.slug} expired on {approval.expires_on.isoformat()}")
+    try:
+        limits = conditions_of(approval).workspace
+    except ValueError:  # pydantic's ValidationError: conditions that cannot be read open nothing
+        raise Refused(f"project {project.slug}'s approval conditions cannot be read; ask the board") from None
     entitlement = session.scalars(
         select(WorkspaceEntitlement).where(
             WorkspaceEntitlement.project_id == project.id, WorkspaceEntitlement.person_id == person.id
@@ -122,6 +130,7 @@ def _evaluate(session: Session, person: Person, project: Project, membership: Me
         gid=project.posix_gid,
         home_path=settings.workspaces / project.slug / person.username,
         expires_on=approval.expires_on,
+        limits=limits,
     )
 
 

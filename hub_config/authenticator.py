@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from oauthenticator.generic import GenericOAuthenticator
 
-from hub_config.handlers import SERVER_API_ROUTE, WorkspaceServerAPIHandler
+from hub_config.handlers import SERVER_API_ROUTE, TOKEN_PAGE_ROUTE, NoTokenPageHandler, WorkspaceServerAPIHandler
+from hub_config.workspace_events import EVENTS_ROUTE, WorkspaceEventsHandler
 
 
 class EnclaveOAuthenticator(GenericOAuthenticator):
     """GenericOAuthenticator whose handlers also replace the server REST API (authenticator handlers come first)."""
 
     def get_handlers(self, app):  # noqa: ANN001, ANN201 - JupyterHub API
-        return [(SERVER_API_ROUTE, WorkspaceServerAPIHandler), *super().get_handlers(app)]
+        return [(SERVER_API_ROUTE, WorkspaceServerAPIHandler), (TOKEN_PAGE_ROUTE, NoTokenPageHandler),
+                (EVENTS_ROUTE, WorkspaceEventsHandler), *super().get_handlers(app)]

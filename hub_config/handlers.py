@@ -8,9 +8,11 @@ served ahead of JupyterHub's own through ``EnclaveOAuthenticator.get_handlers``.
 from __future__ import annotations
 
 from jupyterhub.apihandlers.users import UserServerAPIHandler
+from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
 SERVER_API_ROUTE = r"/api/users/([^/]+)/servers/([^/]*)"
+TOKEN_PAGE_ROUTE = r"/token"
 
 
 class WorkspaceServerAPIHandler(UserServerAPIHandler):
@@ -27,3 +29,12 @@ class WorkspaceServerAPIHandler(UserServerAPIHandler):
         if body.get("user_options"):
             raise web.HTTPError(400, "A workspace takes no options: it is defined by its project's approval.")
         await super().post(user_name, server_name)
+
+
+class NoTokenPageHandler(BaseHandler):
+    """The token page is not offered: researchers hold no API tokens (their role has no token scopes),
+    so JupyterHub's page would only show a form that always fails."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        raise web.HTTPError(404, "API tokens are not offered in the enclave.")

@@ -11,6 +11,7 @@ from enclave.entitlements import projects_for
 from enclave.settings import get_settings
 from hub_config import oidc
 from hub_config.authenticator import EnclaveOAuthenticator
+from hub_config.culling import cull_policy
 from hub_config.spawner import SandboxSpawner
 
 c = get_config()  # noqa: F821 - injected by JupyterHub
@@ -93,23 +94,20 @@ c.JupyterHub.load_roles = [
 
 # -- idle culling ---------------------------------------------------------------------------------------
 # The culler stops a workspace whose last activity *as known to the hub* is idle_cull_seconds old.
-# Activity reaches the hub at intervals: each workspace server reports its own (kernel messages, API
-# requests) every JUPYTERHUB_ACTIVITY_INTERVAL, and the hub reads the proxy's per-route activity
-# (browser traffic) every last_activity_interval; both default to 300 s. With a timeout not well
-# above 300 s, a workspace in continuous use looks idle between two reports and is culled (seen
-# with 30 s: a kernel running code every 3 s was culled with its idle neighbour). So both report at
-# a third of the timeout, at most the 300 s default (the production hour keeps the defaults).
-activity_interval = max(5, min(300, settings.idle_cull_seconds // 3))
-c.JupyterHub.last_activity_interval = activity_interval
-c.SandboxSpawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval)}
+# Timeout, culler interval and activity-report intervals come from hub_config.culling (the chart's
+# cull: section is derived there too). A busy kernel counts as activity up to the project's
+# max_kernel_run_seconds (hub_config.single_user.busy_activity, configured by the spawner).
+cull = cull_policy(settings.idle_cull_seconds)
+c.JupyterHub.last_activity_interval = cull.activity_interval
+c.SandboxSpawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": str(cull.activity_interval)}
 # The culler's HTTP client cannot use the hub's unix socket: it goes through the proxy on loopback.
 c.JupyterHub.services = [
     {
         "name": "idle-culler",
         "command": [
             sys.executable, "-m", "jupyterhub_idle_culler",
-            f"--timeout={settings.idle_cull_seconds}",
-            f"--cull-every={max(30, min(300, settings.idle_cull_seconds // 4))}",
+            f"--timeout={cull.timeout}",
+            f"--cull-every={cull.every}",
             f"--url={oidc.public_url(settings)}/hub/api",
         ],
     }

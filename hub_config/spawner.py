@@ -298,10 +298,18 @@ class SandboxSpawner(Spawner):
         args = [
             "--ServerApp.authorizer_class=hub_config.single_user.authorizer.EnclaveAuthorizer",
             "--ServerApp.contents_manager_class=hub_config.single_user.contents.EnclaveContentsManager",
+            "--ServerApp.kernel_websocket_connection_class="
+            "hub_config.single_user.output_limit.EnclaveKernelWebsocketConnection",
         ]
         if not self.terminals_enabled:
             args.append("--ServerApp.terminals_enabled=False")
         return args
+
+    # -- the board's per-project limits, enforced by the server (issue 11, items 3, 4, 10) ------------------
+    @staticmethod
+    def _workspace_limit_args(grant) -> list[str]:  # noqa: ANN001
+        """The project's workspace conditions as server config (enclave.conditions.WorkspaceLimits)."""
+        return single_user.limit_args(grant.limits)
 
     async def start(self) -> str:
         grant = await self._grant()
@@ -317,7 +325,8 @@ class SandboxSpawner(Spawner):
             socket_dir=socket_dir, etc_dir=etc_dir, hub_socket=Path(self.hub_socket_path),
             jupyter_config_dir=Path(self.jupyter_config_dir), jupyter_data_dir=Path(self.jupyter_data_dir),
             readonly_paths=tuple(Path(p) for p in self.readonly_paths),
-            command=(*self.cmd, f"--ServerApp.sock={sandbox.SERVER_SOCKET}", *self._fail_closed_args(), *self.get_args()),
+            command=(*self.cmd, f"--ServerApp.sock={sandbox.SERVER_SOCKET}", *self._fail_closed_args(),
+                     *self._workspace_limit_args(grant), *self.get_args()),
             limits=sandbox.ResourceLimits(memory_mb=self.memory_limit_mb, processes=self.max_processes,
                                           cpu_seconds=self.cpu_seconds, open_files=self.open_files),
             seccomp_fd=seccomp_fd,

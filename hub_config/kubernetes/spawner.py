@@ -16,6 +16,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Unicode, default
 
+from hub_config import single_user
 from hub_config.refusal import WorkspaceRefused
 
 EXTRACT_VOLUME = "enclave-extracts"
@@ -92,6 +93,7 @@ class EnclaveKubeSpawner(KubeSpawner):
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         }
+        self.args = single_user.limit_args(grant.limits)  # the board's per-project limits, as in the sandbox
         self.extra_labels = {**self.extra_labels, "enclave/workspace": "true", "enclave/project": grant.project}
         self.extra_annotations = {**self.extra_annotations, "enclave/extract-version": str(grant.extract_version)}
         self.environment = {

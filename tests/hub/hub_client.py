@@ -183,3 +183,27 @@ def audit_events(url: str, action_prefix: str) -> list:
     with session_scope(url, readonly=True) as session:
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.like(f"{action_prefix}%"))).all()
         return [(e.actor, e.action, e.project, json.loads(e.details or "{}")) for e in events]
+
+
+class Workspace:
+    """A user's running workspace of one project: the signed-in session, a kernel, and contents-API calls."""
+
+    def __init__(self, hub_url: str, user: str, password: str, project: str) -> None:
+        self.user, self.project = user, project
+        self.session = login(hub_url, user, password)
+        started = start_server(self.session, hub_url, user, project, timeout=120)
+        assert started.status_code in (201, 202), started.text
+        self.kernel = Kernel(self.session, hub_url, user, project)
+        self.base = self.kernel.base
+
+    def get(self, path: str, **params) -> requests.Response:
+        return self.session.get(f"{self.base}/api/contents/{path}", params={"content": 1, **params},
+                                headers=self.kernel.headers, timeout=60)
+
+    def put(self, path: str, model: dict) -> requests.Response:
+        return through_proxy(self.session, "PUT", f"{self.base}/api/contents/{path}", json=model,
+                             headers=self.kernel.headers)
+
+    def close(self, hub_url: str) -> None:
+        self.kernel.close()
+        stop_server(self.session, hub_url, self.user, self.project)

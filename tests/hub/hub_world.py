@@ -131,3 +131,17 @@ def build(home: Path, url: str | None = None) -> World:
         (home / zone / "inner").mkdir(parents=True, exist_ok=True)
         (home / zone / "inner" / "secret.txt").write_text(SENTINEL)
     return World(home=home, projects=PROJECTS)
+
+
+def set_workspace_conditions(url: str | None, project: str, **workspace) -> None:
+    """Set the board's workspace conditions (``enclave.conditions.WorkspaceLimits``) of ``project``'s approval."""
+    from sqlalchemy import select
+
+    from enclave.registry.base import session_scope
+    from enclave.registry.models import Project
+
+    with session_scope(url) as session:
+        approval = session.scalars(select(Project).where(Project.slug == project)).one().current_approval
+        current = dict(approval.settings or {})
+        current["workspace"] = {**current.get("workspace", {}), **workspace}
+        approval.settings = current
