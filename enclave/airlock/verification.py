@@ -185,12 +185,19 @@ def judge(session, shot: Snapshot, ledger, loader=None) -> dict[str, dict[str, A
     loader = loader or shot.loader()
     results: dict[str, dict[str, Any]] = {}
     receipts_seen: set[str] = set()
+    verdicts: dict[str, Any] = {}
     for name in shot.names:
         path = shot.folder / name
         if receipts.claims_receipt(path):
             results[name] = _judge_receipt(session, shot, path, receipts_seen)
-        else:
-            results[name] = _judge_by_gate(shot, name, loader, ledger)
+            continue
+        try:
+            verdicts[name] = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
+        except Exception as exc:  # fail closed: an output the gate cannot assess does not pass
+            results[name] = {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "verdict": None,
+                             "details": {"checks": {"gate_error": "fail"}, "exceptionable": False}}
+    for name, verdict in verdicts.items():
+        results[name] = _judged_by_gate(shot, name, verdict)
     return results
 
 
@@ -215,14 +222,9 @@ def _judge_receipt(session, shot: Snapshot, path: Path, seen: set[str]) -> dict[
             "details": {"kind": "dp", "checks": checks, "exceptionable": False}}
 
 
-def _judge_by_gate(shot: Snapshot, name: str, loader, ledger) -> dict[str, Any]:
-    """The gate's verdict on one output; an exception in the gate fails it (fail closed)."""
+def _judged_by_gate(shot: Snapshot, name: str, verdict) -> dict[str, Any]:
+    """The airlock's status for one gate verdict: no evidence means review at best, DP needs a receipt."""
     has_evidence = (shot.folder / snap.evidence_name(name)).is_file()
-    try:
-        verdict = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
-    except Exception as exc:  # an output the gate cannot assess does not pass
-        return {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "verdict": None,
-                "details": {"checks": {"gate_error": "fail"}, "exceptionable": False}}
     data = plain(verdict)
     status = data.get("status")
     if status not in {"pass", "fail", "review"}:
