@@ -111,7 +111,10 @@ def dp_query(statistic: str, table: str, column: str | None = None, *, epsilon: 
     from disclosure_control.evidence import atomic_write_text
     from enclave.dp_service import client, receipts
 
-    filters = {k: (list(v) if isinstance(v, (list, tuple, set)) else [v]) for k, v in (where or {}).items()}
+    def plain(value: Any) -> Any:  # numpy scalars (from a DataFrame) as JSON values
+        return value.item() if hasattr(value, "item") else value
+
+    filters = {k: [plain(x) for x in (v if isinstance(v, (list, tuple, set)) else [v])] for k, v in (where or {}).items()}
     query = {"statistic": statistic, "table": table, "column": column, "epsilon": epsilon,
              "bounds": list(bounds) if bounds is not None else None, "where": filters, "q": q, "purpose": purpose}
     answer = client.ask({k: v for k, v in query.items() if v is not None})

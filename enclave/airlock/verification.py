@@ -185,22 +185,22 @@ def judge(session, shot: Snapshot, ledger, loader=None) -> dict[str, dict[str, A
     loader = loader or shot.loader()
     results: dict[str, dict[str, Any]] = {}
     receipts_seen: set[str] = set()
-    by_gate = {}
+    verdicts: dict[str, Any] = {}
     for name in shot.names:
         path = shot.folder / name
         if receipts.claims_receipt(path):
             results[name] = _judge_receipt(session, shot, path, receipts_seen)
             continue
         try:
-            by_gate[name] = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
-        except Exception as exc:  # an output the gate cannot assess does not pass
+            verdicts[name] = gate_file(shot.folder, name, loader, shot.rules, ledger, shot.dataset)
+        except Exception as exc:  # fail closed: an output the gate cannot assess does not pass
             results[name] = {"status": "fail", "reasons": [f"gate error: {type(exc).__name__}"], "verdict": None,
                              "details": {"checks": {"gate_error": "fail"}, "exceptionable": False}}
     from disclosure_control import gate
 
-    gate.cross_check(list(by_gate.values()), shot.rules.threshold)  # the request's outputs against each other
-    for name, verdict in by_gate.items():
-        results[name] = _settle(shot, name, verdict)
+    gate.cross_check(list(verdicts.values()), shot.rules.threshold)  # the request's outputs against each other
+    for name, verdict in verdicts.items():
+        results[name] = _judged_by_gate(shot, name, verdict)
     return {name: results[name] for name in shot.names}
 
 
@@ -225,9 +225,8 @@ def _judge_receipt(session, shot: Snapshot, path: Path, seen: set[str]) -> dict[
             "details": {"kind": "dp", "checks": checks, "exceptionable": False}}
 
 
-def _settle(shot: Snapshot, name: str, verdict) -> dict[str, Any]:
-    """The gate's verdict on one output as the airlock records it: no evidence caps it at review,
-    a DP claim without a receipt fails, and whether a fail is exceptionable is the rulebook's call."""
+def _judged_by_gate(shot: Snapshot, name: str, verdict) -> dict[str, Any]:
+    """The airlock's status for one gate verdict: no evidence means review at best, DP needs a receipt."""
     has_evidence = (shot.folder / snap.evidence_name(name)).is_file()
     data = plain(verdict)
     status = data.get("status")
