@@ -9,6 +9,7 @@ checks (type, size, row-level, identifiers, small counts in a plain table) and a
 """
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import math
@@ -115,8 +116,7 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
     from .tables import build_table, cell_label, cube_key, interior_cells, is_margin, round_counts
 
     positions = np.flatnonzero(mask)
-    keys = pd.DataFrame({v.name: v.values(table, mask) for v in evidence.index + evidence.columns})
-    values = pd.Series(evidence.values.values(table, mask), name=evidence.values.name) if evidence.values else None
+    values = evidence.values   # only whether there are values, until the table is computed
     index = [v.name for v in evidence.index]
     columns = [v.name for v in evidence.columns]
     rounding = evidence.options.get("rounding", "none")
@@ -124,8 +124,14 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
     if rounding == "redact_round" and values is None:
         # OpenSAFELY: counts above the redaction level are safe once rounded
         effective = effective.model_copy(update={"threshold": min(rules.threshold, effective.redact_at_or_below + 1)})
-    result = build_table(keys, index, columns, values, evidence.aggfunc or "count", effective,
-                         margins=evidence.margins, want_populations=True)
+    shared = _SAME_PROCESS_TABLE.get()
+    if shared is not None and shared[0] == (effective, evidence.aggfunc or "count", evidence.margins, index, columns, positions.tobytes()):
+        result = shared[1]   # the session's own computation from the same rows and expressions
+    else:
+        keys = pd.DataFrame({v.name: v.values(table, mask) for v in evidence.index + evidence.columns})
+        values = pd.Series(evidence.values.values(table, mask), name=evidence.values.name) if evidence.values else None
+        result = build_table(keys, index, columns, values, evidence.aggfunc or "count", effective,
+                             margins=evidence.margins, want_populations=True)
     expected = result.published
     if rounding != "none" and values is None:
         expected = round_counts(expected, effective, evidence.margins)
@@ -317,6 +323,17 @@ def _check_survival(path: Path, evidence: Evidence, verdict: OutputVerdict, rule
             verdict.cells.append(CellVerdict({"time": float(expected["time"].iloc[i])}, "fail", [reason]))
     if any(reasons):
         verdict.flag("primary", "fail", f"{sum(1 for r in reasons if r)} survival rows with fewer than {rules.threshold} at risk")
+
+
+# The researcher's session shows the gate's verdict at once; it has just computed the same table
+# from the same extract rows and expressions (``build_table`` with the gate's rules), so the gate
+# reuses it there instead of computing it twice. The airlock's gate, in its own process, never
+# sees this and recomputes everything from the extract.
+_SAME_PROCESS_TABLE: contextvars.ContextVar = contextvars.ContextVar("sdc_same_process_table", default=None)
+
+
+def table_cache_key(rules: RuleSet, aggfunc: str, margins: bool, index: list[str], columns: list[str], positions: np.ndarray):
+    return (rules, aggfunc, margins, list(index), list(columns), np.asarray(positions, dtype=np.int64).tobytes())
 
 
 _CHECKERS = {"table": _check_table, "histogram": _check_histogram, "model": _check_model,
