@@ -203,17 +203,24 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
                 verdict.checks.setdefault("secondary", "pass")
     verdict.populations = {"dataset": dataset, "table": evidence.table, "n_table_rows": len(table),
                            "cells": _table_populations(expected, suppressed.to_numpy(), result.populations, positions,
-                                                       index, columns, evidence.margins)}
+                                                       index, columns, evidence.margins, len(table))}
+
+
+def _union(parts: list[np.ndarray], n_rows: int) -> np.ndarray:
+    """Sorted union of disjoint row sets, through a bitmap (cheaper than sorting a concatenation)."""
+    mask = np.zeros(n_rows, dtype=bool)
+    for part in parts:
+        mask[part] = True
+    return np.flatnonzero(mask)
 
 
 def _table_populations(expected: pd.DataFrame, suppressed: np.ndarray, members: dict, positions: np.ndarray,
-                       index: list[str], columns: list[str], margins: bool) -> dict[str, np.ndarray]:
+                       index: list[str], columns: list[str], margins: bool, n_rows: int) -> dict[str, np.ndarray]:
     """Every published cell, and every sum a reader can add up from them: each row's and each
     column's published cells and all of them (the "separate total" differencing attack)."""
     from .tables import cell_label, is_margin
 
     pops: dict[str, np.ndarray] = {}
-    empty = np.array([], dtype=np.int64)
     open_cells: dict[tuple[int, int], np.ndarray] = {}
     for (r, c), rows in members.items():
         try:
@@ -231,15 +238,15 @@ def _table_populations(expected: pd.DataFrame, suppressed: np.ndarray, members: 
         for i in inner_rows:
             parts = [open_cells[(i, j)] for j in inner_cols if (i, j) in open_cells]
             if len(parts) > 1 or (parts and len(parts) < len(inner_cols)):
-                pops[f"sum of the published cells of row {cell_label(expected.index[i], expected.columns[inner_cols[0]], index, [])}"] = np.sort(np.concatenate(parts))
+                pops[f"sum of the published cells of row {cell_label(expected.index[i], expected.columns[inner_cols[0]], index, [])}"] = _union(parts, n_rows)
     if len(inner_rows) > 1:
         for j in inner_cols:
             parts = [open_cells[(i, j)] for i in inner_rows if (i, j) in open_cells]
             if len(parts) > 1 or (parts and len(parts) < len(inner_rows)):
                 label = cell_label(expected.index[inner_rows[0]], expected.columns[j], [], columns) if columns else {}
-                pops[f"sum of the published cells of column {label}"] = np.sort(np.concatenate(parts))
+                pops[f"sum of the published cells of column {label}"] = _union(parts, n_rows)
     if len(open_cells) > 1:
-        pops["whole table (sum of all published cells)"] = np.sort(np.concatenate(list(open_cells.values()) or [empty]))
+        pops["whole table (sum of all published cells)"] = _union(list(open_cells.values()), n_rows)
     return pops
 
 

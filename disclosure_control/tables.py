@@ -8,6 +8,7 @@ and the gate build tables here, so what the researcher saw is what the gate reco
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,8 +64,26 @@ def build_table(
     if values is None and aggfunc not in ("count", "size"):
         raise ValueError(f"aggfunc {aggfunc!r} needs values")
     names = index + columns
-    valid = keys[names].notna().all(axis=1).to_numpy()  # pandas drops missing keys too
-    data = keys.loc[valid, names].reset_index(drop=True)
+    # Each grouping column is factorised once (sorted, as pandas sorts groups); the table is
+    # computed over the integer codes and labelled at the end: strings are hashed once, not per step.
+    labels_of: dict[str, Any] = {}
+    coded: dict[str, Any] = {}
+    valid = np.ones(len(keys), dtype=bool)   # pandas drops missing keys too
+    for c in names:
+        col = keys[c]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            valid &= col.notna().to_numpy()
+            coded[c] = col.reset_index(drop=True)
+            continue
+        try:
+            codes, uniques = pd.factorize(col, sort=True)
+        except TypeError:
+            codes, uniques = pd.factorize(col, sort=False)
+        valid &= codes >= 0
+        coded[c] = codes
+        labels_of[c] = uniques
+    data = pd.DataFrame({c: (v[valid] if isinstance(v, np.ndarray) else v[valid].reset_index(drop=True)) for c, v in coded.items()},
+                        columns=names)
     vals = None if values is None else pd.Series(np.asarray(values, dtype=float)[valid])
     row_positions = np.flatnonzero(valid)
 
@@ -82,6 +101,7 @@ def build_table(
     stat_arrs = {name: np.full(shape, np.nan) for name in ("contributors", "total", "abs_total", "negatives")}
     top_arrs = [np.zeros(shape) for _ in range(max_n)]
     populations: dict = {}
+    pop_entries: list = []
 
     col_keys = columns if columns else []
     groupings = [(index, col_keys)]
@@ -134,8 +154,12 @@ def build_table(
             for j in range(max_n):
                 top_arrs[j][ri, ci] = stats.top[cells, j]
         if want_populations:
-            for cell, r, c in zip(cells, ri, ci):
-                populations[(published.index[r], published.columns[c])] = members[cell]
+            pop_entries += [(r, c, members[cell]) for cell, r, c in zip(cells, ri, ci)]
+    published.index = _relabel(published.index, index, labels_of)
+    if columns:
+        published.columns = _relabel(published.columns, columns, labels_of)
+    for r, c, rows in pop_entries:
+        populations[(published.index[r], published.columns[c])] = rows
     counts = pd.DataFrame(counts_arr, index=published.index, columns=published.columns)
     stat_frames = {name: pd.DataFrame(a, index=published.index, columns=published.columns) for name, a in stat_arrs.items()}
     tops = [pd.DataFrame(a, index=published.index, columns=published.columns) for a in top_arrs]
@@ -163,6 +187,25 @@ def build_table(
             reasons.loc[:, :] = np.where(few & (reasons.to_numpy() == ""), "quantile from too few contributors", reasons.to_numpy())
     return TableResult(published=published, counts=counts, reasons=reasons, populations=populations,
                        aggfunc=aggfunc, margins=margins)
+
+
+def _relabel(labels: pd.Index, names: list[str], labels_of: dict) -> pd.Index:
+    """Replace the integer codes of factorised variables by their labels (margins stay as they are)."""
+    maps = [labels_of.get(n) for n in names]
+    if all(m is None for m in maps):
+        return labels
+
+    def one(value, mapping):
+        if mapping is None or isinstance(value, str):
+            return value
+        return mapping[int(value)]
+
+    if isinstance(labels, pd.MultiIndex):
+        tuples = [tuple(one(v, m) for v, m in zip(label, maps)) for label in labels]
+        return pd.MultiIndex.from_tuples(tuples, names=labels.names)
+    values = [one(v, maps[0]) for v in labels]
+    values = [v.item() if hasattr(v, "item") and not isinstance(v, (pd.Timestamp, pd.Interval)) else v for v in values]
+    return pd.Index(values, name=labels.name, tupleize_cols=False)
 
 
 def _positions(labels: pd.Index, wanted: list) -> np.ndarray:
