@@ -371,7 +371,7 @@ def check_file(path: str | Path, evidence: Evidence | str | Path | None, data_lo
 
 def _expected_kind(evidence: Evidence) -> str | None:
     """The kind the evidence's method makes (a DP method makes ``dp``); None when unknown."""
-    if evidence.method.startswith("dp_"):
+    if evidence.method.startswith(("dp_", "dp.")):
         return "dp"
     return _KIND_OF_METHOD.get(evidence.method)
 
