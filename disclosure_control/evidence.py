@@ -145,8 +145,8 @@ def _map_of(series: pd.Series, table: pd.DataFrame, positions: np.ndarray) -> di
     for name in [c for c in table.columns if c != ROW_ID and isinstance(table[c], pd.Series)]:
         col = _aligned(table, name, positions)
         c_codes, c_uniques = pd.factorize(col, use_na_sentinel=True)
-        if len(c_uniques) > MAX_MAP_KEYS or len(c_uniques) < len(s_uniques):
-            continue
+        if len(c_uniques) > MAX_MAP_KEYS or len(c_uniques) < len(s_uniques) or len(c_uniques) > max(50, len(col) // 2):
+            continue   # a recode of a (near-)unique key is per-record values, not a recode
         pairs = pd.DataFrame({"c": c_codes, "s": s_codes}).drop_duplicates()
         if pairs["c"].duplicated().any():
             continue

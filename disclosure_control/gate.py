@@ -9,6 +9,7 @@ checks (type, size, row-level, identifiers, small counts in a plain table) and a
 """
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import math
@@ -115,8 +116,7 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
     from .tables import build_table, cell_label, cube_key, interior_cells, is_margin, round_counts
 
     positions = np.flatnonzero(mask)
-    keys = pd.DataFrame({v.name: v.values(table, mask) for v in evidence.index + evidence.columns})
-    values = pd.Series(evidence.values.values(table, mask), name=evidence.values.name) if evidence.values else None
+    values = evidence.values   # only whether there are values, until the table is computed
     index = [v.name for v in evidence.index]
     columns = [v.name for v in evidence.columns]
     rounding = evidence.options.get("rounding", "none")
@@ -124,8 +124,14 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
     if rounding == "redact_round" and values is None:
         # OpenSAFELY: counts above the redaction level are safe once rounded
         effective = effective.model_copy(update={"threshold": min(rules.threshold, effective.redact_at_or_below + 1)})
-    result = build_table(keys, index, columns, values, evidence.aggfunc or "count", effective,
-                         margins=evidence.margins, want_populations=True)
+    shared = _SAME_PROCESS_TABLE.get()
+    if shared is not None and shared[0] == (effective, evidence.aggfunc or "count", evidence.margins, index, columns, positions.tobytes()):
+        result = shared[1]   # the session's own computation from the same rows and expressions
+    else:
+        keys = pd.DataFrame({v.name: v.values(table, mask) for v in evidence.index + evidence.columns})
+        values = pd.Series(evidence.values.values(table, mask), name=evidence.values.name) if evidence.values else None
+        result = build_table(keys, index, columns, values, evidence.aggfunc or "count", effective,
+                             margins=evidence.margins, want_populations=True)
     expected = result.published
     if rounding != "none" and values is None:
         expected = round_counts(expected, effective, evidence.margins)
@@ -197,17 +203,24 @@ def _check_table(path: Path, evidence: Evidence, verdict: OutputVerdict, rules: 
                 verdict.checks.setdefault("secondary", "pass")
     verdict.populations = {"dataset": dataset, "table": evidence.table, "n_table_rows": len(table),
                            "cells": _table_populations(expected, suppressed.to_numpy(), result.populations, positions,
-                                                       index, columns, evidence.margins)}
+                                                       index, columns, evidence.margins, len(table))}
+
+
+def _union(parts: list[np.ndarray], n_rows: int) -> np.ndarray:
+    """Sorted union of disjoint row sets, through a bitmap (cheaper than sorting a concatenation)."""
+    mask = np.zeros(n_rows, dtype=bool)
+    for part in parts:
+        mask[part] = True
+    return np.flatnonzero(mask)
 
 
 def _table_populations(expected: pd.DataFrame, suppressed: np.ndarray, members: dict, positions: np.ndarray,
-                       index: list[str], columns: list[str], margins: bool) -> dict[str, np.ndarray]:
+                       index: list[str], columns: list[str], margins: bool, n_rows: int) -> dict[str, np.ndarray]:
     """Every published cell, and every sum a reader can add up from them: each row's and each
     column's published cells and all of them (the "separate total" differencing attack)."""
     from .tables import cell_label, is_margin
 
     pops: dict[str, np.ndarray] = {}
-    empty = np.array([], dtype=np.int64)
     open_cells: dict[tuple[int, int], np.ndarray] = {}
     for (r, c), rows in members.items():
         try:
@@ -225,15 +238,15 @@ def _table_populations(expected: pd.DataFrame, suppressed: np.ndarray, members: 
         for i in inner_rows:
             parts = [open_cells[(i, j)] for j in inner_cols if (i, j) in open_cells]
             if len(parts) > 1 or (parts and len(parts) < len(inner_cols)):
-                pops[f"sum of the published cells of row {cell_label(expected.index[i], expected.columns[inner_cols[0]], index, [])}"] = np.sort(np.concatenate(parts))
+                pops[f"sum of the published cells of row {cell_label(expected.index[i], expected.columns[inner_cols[0]], index, [])}"] = _union(parts, n_rows)
     if len(inner_rows) > 1:
         for j in inner_cols:
             parts = [open_cells[(i, j)] for i in inner_rows if (i, j) in open_cells]
             if len(parts) > 1 or (parts and len(parts) < len(inner_rows)):
                 label = cell_label(expected.index[inner_rows[0]], expected.columns[j], [], columns) if columns else {}
-                pops[f"sum of the published cells of column {label}"] = np.sort(np.concatenate(parts))
+                pops[f"sum of the published cells of column {label}"] = _union(parts, n_rows)
     if len(open_cells) > 1:
-        pops["whole table (sum of all published cells)"] = np.sort(np.concatenate(list(open_cells.values()) or [empty]))
+        pops["whole table (sum of all published cells)"] = _union(list(open_cells.values()), n_rows)
     return pops
 
 
@@ -319,6 +332,17 @@ def _check_survival(path: Path, evidence: Evidence, verdict: OutputVerdict, rule
         verdict.flag("primary", "fail", f"{sum(1 for r in reasons if r)} survival rows with fewer than {rules.threshold} at risk")
 
 
+# The researcher's session shows the gate's verdict at once; it has just computed the same table
+# from the same extract rows and expressions (``build_table`` with the gate's rules), so the gate
+# reuses it there instead of computing it twice. The airlock's gate, in its own process, never
+# sees this and recomputes everything from the extract.
+_SAME_PROCESS_TABLE: contextvars.ContextVar = contextvars.ContextVar("sdc_same_process_table", default=None)
+
+
+def table_cache_key(rules: RuleSet, aggfunc: str, margins: bool, index: list[str], columns: list[str], positions: np.ndarray):
+    return (rules, aggfunc, margins, list(index), list(columns), np.asarray(positions, dtype=np.int64).tobytes())
+
+
 _CHECKERS = {"table": _check_table, "histogram": _check_histogram, "model": _check_model,
              "summary": _check_summary, "survival": _check_survival}
 
@@ -347,7 +371,7 @@ def check_file(path: str | Path, evidence: Evidence | str | Path | None, data_lo
 
 def _expected_kind(evidence: Evidence) -> str | None:
     """The kind the evidence's method makes (a DP method makes ``dp``); None when unknown."""
-    if evidence.method.startswith("dp_"):
+    if evidence.method.startswith(("dp_", "dp.")):
         return "dp"
     return _KIND_OF_METHOD.get(evidence.method)
 

@@ -152,7 +152,7 @@ class SDCSession:
         ordered = [(s.iloc[order] if order is not None else s).reset_index(drop=True) for s in series]
         return [Variable.of(s, table, positions) for s in ordered]
 
-    def _finish(self, evidence: Evidence, files: dict[str, bytes]) -> OutputVerdict:
+    def _finish(self, evidence: Evidence, files: dict[str, bytes], shared=None) -> OutputVerdict:
         for name, data in files.items():
             atomic_write_bytes(self.outputs_dir / name, data)
         digests = {name: sha256_file(self.outputs_dir / name) for name in files}
@@ -163,8 +163,12 @@ class SDCSession:
         evidence.rules = self.rules.model_dump()
         evidence.agencies = self.agencies
         evidence.write(self.outputs_dir)
-        verdicts = [gate.check_file(self.outputs_dir / name, evidence, self.data_loader, self.book or self.rules,
-                                    dataset=self.dataset) for name in files]
+        token = gate._SAME_PROCESS_TABLE.set(shared)
+        try:
+            verdicts = [gate.check_file(self.outputs_dir / name, evidence, self.data_loader, self.book or self.rules,
+                                        dataset=self.dataset) for name in files]
+        finally:
+            gate._SAME_PROCESS_TABLE.reset(token)
         verdict = verdicts[0]
         for other in verdicts[1:]:
             for check, status in other.checks.items():
@@ -245,7 +249,11 @@ class SDCSession:
             effective = self.rules.model_copy(update={"threshold": min(self.rules.threshold, self.rules.redact_at_or_below + 1)})
         idx_names, col_names = names[:len(index)], names[len(index):]
         result = build_table(keys, idx_names, col_names, None if vals is None else vals.reset_index(drop=True),
-                             aggfunc or ("count" if values is None else "mean"), effective, margins=margins)
+                             aggfunc or ("count" if values is None else "mean"), effective, margins=margins,
+                             want_populations=positions is not None)
+        shared = None
+        if positions is not None:
+            shared = (gate.table_cache_key(effective, result.aggfunc, margins, idx_names, col_names, positions), result)
         published = result.published.astype(float)
         if rounding != "none":
             published = round_counts(published, effective, margins)
@@ -265,7 +273,7 @@ class SDCSession:
         evidence = Evidence(output_id=output_id, output_file=f"{output_id}.csv", method=method, kind="table",
                             table=table_name, rows=rows, index=variables[:len(index)], columns=variables[len(index):],
                             values=value_var, aggfunc=result.aggfunc, margins=margins, options=treatment)
-        self._finish(evidence, {f"{output_id}.csv": published.to_csv().encode()})
+        self._finish(evidence, {f"{output_id}.csv": published.to_csv().encode()}, shared)
         return published
 
     @staticmethod

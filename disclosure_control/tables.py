@@ -8,6 +8,7 @@ and the gate build tables here, so what the researcher saw is what the gate reco
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,8 +64,26 @@ def build_table(
     if values is None and aggfunc not in ("count", "size"):
         raise ValueError(f"aggfunc {aggfunc!r} needs values")
     names = index + columns
-    valid = keys[names].notna().all(axis=1).to_numpy()  # pandas drops missing keys too
-    data = keys.loc[valid, names].reset_index(drop=True)
+    # Each grouping column is factorised once (sorted, as pandas sorts groups); the table is
+    # computed over the integer codes and labelled at the end: strings are hashed once, not per step.
+    labels_of: dict[str, Any] = {}
+    coded: dict[str, Any] = {}
+    valid = np.ones(len(keys), dtype=bool)   # pandas drops missing keys too
+    for c in names:
+        col = keys[c]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            valid &= col.notna().to_numpy()
+            coded[c] = col.reset_index(drop=True)
+            continue
+        try:
+            codes, uniques = pd.factorize(col, sort=True)
+        except TypeError:
+            codes, uniques = pd.factorize(col, sort=False)
+        valid &= codes >= 0
+        coded[c] = codes
+        labels_of[c] = uniques
+    data = pd.DataFrame({c: (v[valid] if isinstance(v, np.ndarray) else v[valid].reset_index(drop=True)) for c, v in coded.items()},
+                        columns=names)
     vals = None if values is None else pd.Series(np.asarray(values, dtype=float)[valid])
     row_positions = np.flatnonzero(valid)
 
@@ -77,10 +96,12 @@ def build_table(
         raise ValueError("the table has no cells (no rows with all grouping values present)")
 
     max_n = max([n for n, _ in rules.nk_rules] + [2])
-    counts = _frame_like(published, 0.0)
-    stat_frames = {name: _frame_like(published, np.nan) for name in ("contributors", "total", "abs_total", "negatives")}
-    tops = [_frame_like(published, 0.0) for _ in range(max_n)]
+    shape = published.shape
+    counts_arr = np.zeros(shape)
+    stat_arrs = {name: np.full(shape, np.nan) for name in ("contributors", "total", "abs_total", "negatives")}
+    top_arrs = [np.zeros(shape) for _ in range(max_n)]
     populations: dict = {}
+    pop_entries: list = []
 
     col_keys = columns if columns else []
     groupings = [(index, col_keys)]
@@ -92,7 +113,8 @@ def build_table(
             grouped = data.groupby(by, sort=False, observed=True)
             ids = grouped.ngroup().to_numpy()
             n_cells = int(ids.max()) + 1
-            first = pd.Series(np.arange(len(ids))).groupby(ids).first().to_numpy()
+            first = np.full(n_cells, len(ids), dtype=np.int64)
+            np.minimum.at(first, ids, np.arange(len(ids)))
             key_frame = data.iloc[first][by].reset_index(drop=True)
         else:
             ids = np.zeros(len(data), dtype=np.int64)
@@ -104,26 +126,43 @@ def build_table(
         if want_populations:
             order = np.argsort(ids, kind="stable")
             members = np.split(row_positions[order], np.cumsum(size.astype(int))[:-1])
-        for cell in range(n_cells):
-            row = tuple(key_frame.loc[cell, v] for v in row_vars) if row_vars else None
-            col = tuple(key_frame.loc[cell, v] for v in col_vars) if col_vars else None
-            r = (row[0] if len(index) == 1 else row) if row_vars else _margin_key(len(index))
-            if columns:
-                c = (col[0] if len(columns) == 1 else col) if col_vars else _margin_key(len(columns))
+        # the (row, column) of each cell in the published table, found in one pass
+        if row_vars:
+            row_cols = [key_frame[v].tolist() for v in row_vars]
+            row_labels = row_cols[0] if len(index) == 1 else list(zip(*row_cols))
+        else:
+            row_labels = [_margin_key(len(index))] * n_cells
+        if columns:
+            if col_vars:
+                col_cols = [key_frame[v].tolist() for v in col_vars]
+                col_labels = col_cols[0] if len(columns) == 1 else list(zip(*col_cols))
             else:
-                c = published.columns[0]
-            if r not in counts.index or c not in counts.columns:
-                continue
-            counts.at[r, c] = size[cell]
-            if stats is not None:
-                stat_frames["contributors"].at[r, c] = stats.contributors[cell]
-                stat_frames["total"].at[r, c] = stats.total[cell]
-                stat_frames["abs_total"].at[r, c] = stats.abs_total[cell]
-                stat_frames["negatives"].at[r, c] = stats.negatives[cell]
-                for j in range(max_n):
-                    tops[j].at[r, c] = stats.top[cell, j]
-            if want_populations:
-                populations[(r, c)] = members[cell]
+                col_labels = [_margin_key(len(columns))] * n_cells
+        else:
+            col_labels = [published.columns[0]] * n_cells
+        ri = _positions(published.index, row_labels)
+        ci = _positions(published.columns, col_labels)
+        ok = (ri >= 0) & (ci >= 0)
+        cells = np.flatnonzero(ok)
+        ri, ci = ri[cells], ci[cells]
+        counts_arr[ri, ci] = size[cells]
+        if stats is not None:
+            stat_arrs["contributors"][ri, ci] = stats.contributors[cells]
+            stat_arrs["total"][ri, ci] = stats.total[cells]
+            stat_arrs["abs_total"][ri, ci] = stats.abs_total[cells]
+            stat_arrs["negatives"][ri, ci] = stats.negatives[cells]
+            for j in range(max_n):
+                top_arrs[j][ri, ci] = stats.top[cells, j]
+        if want_populations:
+            pop_entries += [(r, c, members[cell]) for cell, r, c in zip(cells, ri, ci)]
+    published.index = _relabel(published.index, index, labels_of)
+    if columns:
+        published.columns = _relabel(published.columns, columns, labels_of)
+    for r, c, rows in pop_entries:
+        populations[(published.index[r], published.columns[c])] = rows
+    counts = pd.DataFrame(counts_arr, index=published.index, columns=published.columns)
+    stat_frames = {name: pd.DataFrame(a, index=published.index, columns=published.columns) for name, a in stat_arrs.items()}
+    tops = [pd.DataFrame(a, index=published.index, columns=published.columns) for a in top_arrs]
     reasons = _frame_like(published, "")
     reasons.loc[:, :] = primary_reasons(counts.to_numpy(), rules)
     if values is not None and aggfunc in _MAGNITUDE:
@@ -148,6 +187,46 @@ def build_table(
             reasons.loc[:, :] = np.where(few & (reasons.to_numpy() == ""), "quantile from too few contributors", reasons.to_numpy())
     return TableResult(published=published, counts=counts, reasons=reasons, populations=populations,
                        aggfunc=aggfunc, margins=margins)
+
+
+def _relabel(labels: pd.Index, names: list[str], labels_of: dict) -> pd.Index:
+    """Replace the integer codes of factorised variables by their labels (margins stay as they are)."""
+    maps = [labels_of.get(n) for n in names]
+    if all(m is None for m in maps):
+        return labels
+
+    def one(value, mapping):
+        if mapping is None or isinstance(value, str):
+            return value
+        return mapping[int(value)]
+
+    if isinstance(labels, pd.MultiIndex):
+        tuples = [tuple(one(v, m) for v, m in zip(label, maps)) for label in labels]
+        return pd.MultiIndex.from_tuples(tuples, names=labels.names)
+    values = [one(v, maps[0]) for v in labels]
+    values = [v.item() if hasattr(v, "item") and not isinstance(v, (pd.Timestamp, pd.Interval)) else v for v in values]
+    return pd.Index(values, name=labels.name, tupleize_cols=False)
+
+
+def _positions(labels: pd.Index, wanted: list) -> np.ndarray:
+    """Position of each wanted label in ``labels`` (-1 when absent), tolerant of mixed label types."""
+    lookup = {}
+    for i, label in enumerate(labels):
+        lookup.setdefault(_hashable(label), i)
+    return np.array([lookup.get(_hashable(w), -1) for w in wanted], dtype=np.int64)
+
+
+def _hashable(label):
+    if isinstance(label, tuple):
+        return tuple(_hashable(v) for v in label)
+    if hasattr(label, "item") and not isinstance(label, (pd.Timestamp, pd.Interval)):
+        try:
+            label = label.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(label, float) and label != label:
+        return ("nan",)
+    return (type(label) is bool, label) if isinstance(label, (bool, int, float)) else label
 
 
 def is_margin(label) -> bool:
