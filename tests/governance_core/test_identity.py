@@ -47,7 +47,7 @@ def _actors(url: str) -> list[str]:
 
 def test_production_refuses_enclave_user_even_for_a_real_user(enclave, registry):
     before = _actors(registry)
-    result = enclave("people", "grant", "carol", "reviewer", user="admin", mode="production")
+    result = enclave("board", "people", "grant", "carol", "reviewer", user="admin", mode="production")
     assert result.exit_code == 1
     assert "ENCLAVE_USER is honoured only in demo and test mode" in result.output
     assert _actors(registry) == before  # nothing done, nothing audited
@@ -103,7 +103,7 @@ def test_enclave_user_is_refused_against_a_production_registry_whatever_the_mode
         monkeypatch.setenv("ENCLAVE_MODE", mode)
         monkeypatch.setenv("ENCLAVE_USER", "admin")
         get_settings.cache_clear()
-        result = runner.invoke(app, ["people", "add", "mallory", "--name", "M", "--role", "admin"])
+        result = runner.invoke(app, ["board", "people", "add", "mallory", "--name", "M", "--role", "admin"])
         assert result.exit_code == 1, result.output
         assert "production registry" in result.output
     with session_scope(url, readonly=True) as session:
