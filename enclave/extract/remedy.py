@@ -265,6 +265,12 @@ def protect_attacker_knowledge(frames: dict[str, pd.DataFrame], table_qis: dict[
     """What the board's attacker model says an attacker knows (profile + m events, family edges)
     must leave k people (``enclave.extract``): remedy, re-apply the joined-tables step, repeat;
     then re-measure and refuse the extract if anything is still below k."""
+    from enclave.extract.attacker import direct_identifiers
+
+    direct = direct_identifiers({t: list(df.columns) for t, df in frames.items()})
+    if direct:
+        raise ProvisioningError(f"approved column(s) {direct} are direct identifiers (disclosure class 'direct' in the "
+                                f"source definition) and never enter an extract")
     knowledge = knowledge_for({t: list(df.columns) for t, df in frames.items()}, spec.k,
                                        spec.conditions.attacker_model, spec.person_quasi_identifiers)
     originals = {t: frames[t][list(cols)].copy() for t, cols in knowledge.event_columns.items()}
