@@ -53,6 +53,14 @@ def _definitions() -> dict[str, Any]:
     return load_definitions()
 
 
+def direct_identifiers(tables: dict[str, list[str]], definitions: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """Columns a source definition classes ``direct``: they name a person and never enter an extract."""
+    if definitions is None:
+        definitions = _definitions()
+    found = {t: [c for c, cls in disclosure_classes(t, cols, definitions).items() if cls == "direct"] for t, cols in tables.items()}
+    return {t: cols for t, cols in found.items() if cols}
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """What the attacker holds, per table: the person-level columns (the profile) and the event columns."""

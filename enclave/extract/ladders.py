@@ -130,5 +130,8 @@ def text_values(values: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(values):
         return values.astype("string")
     if pd.api.types.is_object_dtype(values):
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind in ("string", "empty"):
+            return values.astype("string")
         return values.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else v).astype("string")
     return values.astype("string")

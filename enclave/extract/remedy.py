@@ -162,14 +162,18 @@ def _drop_events(tables: dict[str, pd.DataFrame], knowledge: Knowledge, profile:
     return changed
 
 
+ONE_EDGE_PASSES = 6  # passes that drop one edge per person at risk before all their edges go
+
+
 def _drop_edges(tables: dict[str, pd.DataFrame], knowledge: Knowledge, loss: Loss) -> bool:
-    """Edges whose pair of profiles is too rare; then the edges of people whose family is too
-    rare; then people still too rare with no edge left (alone, their profile is rarer among the
-    people without relatives than among everyone)."""
+    """Edges whose pair of profiles is too rare; then, for people whose family is too rare, their
+    rarest edge, one per pass (a mother of three is often hidden once one child is unlinked),
+    then all their edges; then people still too rare with no edge left (alone, their profile is
+    rarer among the people without relatives than among everyone)."""
     if not knowledge.model.family_edges_known:
         return False
     changed = False
-    for _ in range(20):  # each pass only removes edges or people; bounded
+    for pass_no in range(ONE_EDGE_PASSES + 20):  # each pass only removes edges or people; bounded
         risk = measure.assess(tables, _edges_only(knowledge))
         names = measure.edge_tables(tables)
         drop_people = set(risk.risky_family.astype(str))
@@ -177,14 +181,20 @@ def _drop_edges(tables: dict[str, pd.DataFrame], knowledge: Knowledge, loss: Los
         for table in names:
             with_edges |= set(tables[table][PAIR_KEYS[0]].astype(str)) | set(tables[table][PAIR_KEYS[1]].astype(str))
         alone = drop_people - with_edges
+        masks = {t: risk.risky_edges.get(t, np.zeros(len(tables[t]), bool)).copy() for t in names}
+        if not any(m.any() for m in masks.values()) and drop_people:
+            if pass_no < ONE_EDGE_PASSES:
+                masks = _rarest_edge_of(tables, names, drop_people, knowledge)
+            else:
+                for table in names:
+                    df = tables[table]
+                    masks[table] = (df[PAIR_KEYS[0]].astype(str).isin(drop_people)
+                                    | df[PAIR_KEYS[1]].astype(str).isin(drop_people)).to_numpy()
         acted = False
         for table in names:
-            df = tables[table]
-            mask = risk.risky_edges.get(table, np.zeros(len(df), bool)).copy()
-            if not mask.any() and drop_people:
-                mask |= (df[PAIR_KEYS[0]].astype(str).isin(drop_people) | df[PAIR_KEYS[1]].astype(str).isin(drop_people)).to_numpy()
+            mask = masks[table]
             if mask.any():
-                tables[table] = df.loc[~mask].reset_index(drop=True)
+                tables[table] = tables[table].loc[~mask].reset_index(drop=True)
                 loss.edges_dropped[table] = loss.edges_dropped.get(table, 0) + int(mask.sum())
                 acted = True
         if not acted and alone:
@@ -200,6 +210,23 @@ def _drop_edges(tables: dict[str, pd.DataFrame], knowledge: Knowledge, loss: Los
         if not acted:
             break
     return changed
+
+
+def _rarest_edge_of(tables: dict[str, pd.DataFrame], names: list[str], who: set[str], knowledge: Knowledge) -> dict[str, np.ndarray]:
+    """Per edge table, a mask of one edge per person in ``who``: the one whose (relation, both
+    profiles) is shared by fewest edges, the edge that makes their family rarest."""
+    profile = measure.profiles(tables, knowledge.person_columns)
+    frames = []
+    for table in names:
+        df = tables[table]
+        frames.append(pd.DataFrame({"t": table, "row": np.arange(len(df)), "a": df[PAIR_KEYS[0]].astype(str).to_numpy(),
+                                    "b": df[PAIR_KEYS[1]].astype(str).to_numpy(),
+                                    "size": measure.edge_class_sizes(df, profile)}))
+    edges = pd.concat(frames, ignore_index=True)
+    ends = pd.concat([edges.assign(p=edges["a"]), edges.assign(p=edges["b"])], ignore_index=True)
+    ends = ends.loc[ends["p"].isin(who)].sort_values(["p", "size", "t", "row"], kind="mergesort")
+    chosen = ends.drop_duplicates("p")
+    return {t: np.isin(np.arange(len(tables[t])), chosen.loc[chosen["t"] == t, "row"].to_numpy()) for t in names}
 
 
 def _edges_only(knowledge: Knowledge) -> Knowledge:
@@ -238,6 +265,12 @@ def protect_attacker_knowledge(frames: dict[str, pd.DataFrame], table_qis: dict[
     """What the board's attacker model says an attacker knows (profile + m events, family edges)
     must leave k people (``enclave.extract``): remedy, re-apply the joined-tables step, repeat;
     then re-measure and refuse the extract if anything is still below k."""
+    from enclave.extract.attacker import direct_identifiers
+
+    direct = direct_identifiers({t: list(df.columns) for t, df in frames.items()})
+    if direct:
+        raise ProvisioningError(f"approved column(s) {direct} are direct identifiers (disclosure class 'direct' in the "
+                                f"source definition) and never enter an extract")
     knowledge = knowledge_for({t: list(df.columns) for t, df in frames.items()}, spec.k,
                                        spec.conditions.attacker_model, spec.person_quasi_identifiers)
     originals = {t: frames[t][list(cols)].copy() for t, cols in knowledge.event_columns.items()}

@@ -63,7 +63,7 @@ def _check(folder: Path) -> None:
         assert min(Counter(sigs.values()).values()) >= K
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=stores())
 def test_no_class_below_k_or_refused(tmp_path_factory, data):
     from enclave.provisioning import ProvisioningError

@@ -56,3 +56,18 @@ def test_approval_settings_reach_the_extract_spec():
     assert spec.fingerprint_payload() != default.fingerprint_payload()
     with pytest.raises(ProvisioningError, match="approval 7 settings cannot be applied.*shoe_size"):
         spec_for_approval("p1", SimpleNamespace(**{**approval.__dict__, "settings": {"shoe_size": 9}}))
+
+
+def test_a_direct_identifier_never_enters_an_extract(tmp_path, attack):
+    """housing_assistance.household_id is classed direct: approving it refuses the build, writing nothing."""
+    import pandas as pd
+
+    from enclave.provisioning import ProvisioningError
+
+    n = 20
+    frame = pd.DataFrame({"person_key": [f"K{i}" for i in range(n)], "program": "public_housing",
+                          "household_id": [f"H{i // 2}" for i in range(n)]})
+    store = attack.write_store(tmp_path / "research", {"housing_assistance": frame})
+    with pytest.raises(ProvisioningError, match=r"household_id.*direct identifiers"):
+        attack.build(tmp_path, store, "direct", variables={"housing_assistance": ["program", "household_id"]})
+    assert [p.name for p in (tmp_path / "extracts" / "direct").iterdir() if p.name != ".build.lock"] == []

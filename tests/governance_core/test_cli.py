@@ -231,3 +231,30 @@ def test_stored_markup_and_escape_sequences_are_printed_literally(as_user, tmp_p
 def test_listing_sources_needs_a_registry_identity(as_user):
     code, output = as_user("mallory", board_app, "sources", "list")
     assert code == 2 and "no person 'mallory'" in output
+
+
+def test_settings_from_application_and_board_shown_and_kept(as_user, tmp_path):
+    """The attacker model as data: the application's settings, the board's --setting over them,
+    every condition in `board show`, a bad key refused with its name."""
+    from sqlalchemy import select as sql_select
+
+    from enclave.registry.base import session_scope
+    from enclave.registry.models import Project
+    from enclave.settings import get_settings
+
+    app_file = _application_file(tmp_path, settings={"attacker_model": {"events_known": 2}})
+    assert as_user("alice", project_app, "apply", app_file)[0] == 0
+    code, output = as_user("board1", board_app, "show", 1)
+    assert code == 0 and "condition attacker_model.events_known: 2" in output
+    assert "condition attacker_model.family_edges_known: True" in output and "condition workspace.ingress_allowed: False" in output
+    assert as_user("board1", board_app, "open", 1)[0] == 0
+    for member in ("board1", "board2", "board3"):
+        assert as_user(member, board_app, "vote", 1, "approve")[0] == 0
+    code, output = as_user("board2", board_app, "decide", 1, "--setting", "attacker_model.family_edgs_known=false")
+    assert code == 1 and "family_edgs_known" in output and "Traceback" not in output
+    code, output = as_user("board2", board_app, "decide", 1, "--setting", "attacker_model.family_edges_known=false")
+    assert code == 0, output
+    assert "condition attacker_model.events_known: 2" in output and "condition attacker_model.family_edges_known: False" in output
+    with session_scope(get_settings().registry_url, readonly=True) as session:
+        approval = session.scalars(sql_select(Project).where(Project.slug == "school-moves")).one().current_approval
+        assert approval.settings == {"attacker_model": {"events_known": 2, "family_edges_known": False}}

@@ -1,5 +1,5 @@
 """`make demo`'s data path, end to end and for real: synthetic deposits -> ingest -> linkage ->
-research store -> board approval -> both demo extracts, k-anonymous and free of identifiers."""
+research store -> board approval -> the demo extracts, k-anonymous and free of identifiers."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ def test_demo_prepare_builds_both_extracts_and_is_idempotent(enclave_home):
 
     projects = demo.prepare()
     settings = get_settings()
-    assert sorted(projects) == ["school-stability", "youth-justice-health"]
+    assert sorted(projects) == ["school-stability", "young-families", "youth-justice-health"]
 
     runs = sorted(p for p in (settings.vault / "linkage" / "runs").iterdir() if not p.name.startswith("."))
     quality = json.loads((runs[-1] / "quality.json").read_text())
@@ -30,10 +30,13 @@ def test_demo_prepare_builds_both_extracts_and_is_idempotent(enclave_home):
         current = settings.extracts / project / "current"
         manifest = json.loads((current / "manifest.json").read_text())
         assert manifest["k_reached"] >= manifest["k_required"] == 5
+        # the attacker model's figures (profile, profile + one event, family edge, family graph)
+        assert all(v is None or v >= 5 for v in manifest["privacy"]["measured"].values()), manifest["privacy"]["measured"]
         for table, meta in manifest["tables"].items():
             frame = pd.read_parquet(current / meta["file"])
             assert len(frame) == meta["rows"] > 0, (project, table)
-            assert "pseudonym" in frame.columns and "person_key" not in frame.columns
+            keys = {"pseudonym"} if table != "relationships" else {"pseudonym_from", "pseudonym_to"}
+            assert keys <= set(frame.columns) and not {"person_key", "person_key_from", "person_key_to"} & set(frame.columns)
             values = {str(v).lower() for c in frame.columns if frame[c].dtype == object for v in frame[c].dropna().unique()}
             assert not values & secrets, (project, table)
 
