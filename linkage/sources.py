@@ -13,32 +13,23 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-DOMAINS = (
-    "child_welfare",
-    "juvenile_justice",
-    "homelessness",
-    "health_vital_statistics",
-    "adult_justice",
-    "behavioral_health",
-    "education",
-    "assisted_housing",
-    "workforce_development",
-    "employment_earnings",
-)
-Domain = Literal[
-    "child_welfare",
-    "juvenile_justice",
-    "homelessness",
-    "health_vital_statistics",
-    "adult_justice",
-    "behavioral_health",
-    "education",
-    "assisted_housing",
-    "workforce_development",
-    "employment_earnings",
-]
+# Domains are data: the shipped list is linkage/data/domains.yaml; a site adds its own in a
+# ``domains.yaml`` (name -> description) beside its definitions, read by ``load_definition``.
+DOMAINS_FILE = Path(__file__).parent / "data" / "domains.yaml"
+LOCAL_DOMAINS_FILE = "domains.yaml"
+
+
+def _read_domains(path: Path) -> dict[str, str]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and re.match(r"^[a-z][a-z0-9_]{1,40}$", k) for k in raw):
+        raise SourceDefinitionError(f"{path.name}: must map domain names (lower_case) to descriptions")
+    return {k: str(v) for k, v in raw.items()}
+
+
+DOMAINS = tuple(yaml.safe_load(DOMAINS_FILE.read_text(encoding="utf-8")))
+Domain = str
 STANDARD_FIELDS = ("first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip")
 StandardField = Literal["first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip"]
 SUBJECT_ROLE = "subject"
@@ -99,6 +90,15 @@ class RelatedRole(BaseModel):
 
 class SourceDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("domain")
+    @classmethod
+    def _known_domain(cls, v: str, info: ValidationInfo) -> str:
+        known = set(DOMAINS) | set((info.context or {}).get("domains", ()))
+        if v not in known:
+            raise ValueError(f"unknown domain {v!r}; known: {', '.join(sorted(known))} "
+                             f"(a site adds domains in {LOCAL_DOMAINS_FILE} beside its definitions)")
+        return v
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
     domain: Domain
@@ -246,8 +246,10 @@ def load_definition(path: Path) -> SourceDefinition:
         raise SourceDefinitionError(f"{path.name}: cannot be read: {exc}") from None
     if not isinstance(raw, dict):
         raise SourceDefinitionError(f"{path.name}: top level must be a mapping of keys")
+    local = path.parent / LOCAL_DOMAINS_FILE
     try:
-        definition = SourceDefinition.model_validate(raw)
+        domains = _read_domains(local) if local.is_file() else {}
+        definition = SourceDefinition.model_validate(raw, context={"domains": domains})
     except ValidationError as exc:
         raise SourceDefinitionError(_describe_error(path, exc)) from None
     if path.stem != definition.name:
@@ -258,7 +260,8 @@ def load_definition(path: Path) -> SourceDefinition:
 def load_definitions(directory: Path | None = None) -> dict[str, SourceDefinition]:
     """All definitions in a directory (default: the ones shipped with linkage), by name."""
     directory = Path(directory) if directory else DEFAULT_DEFINITIONS_DIR
-    return {d.name: d for d in (load_definition(p) for p in sorted(directory.glob("*.yaml")))}
+    paths = [p for p in sorted(directory.glob("*.yaml")) if p.name != LOCAL_DOMAINS_FILE]
+    return {d.name: d for d in (load_definition(p) for p in paths)}
 
 
 def get_definition(name: str, directory: Path | None = None) -> SourceDefinition:
