@@ -119,6 +119,10 @@ class SourceDefinition(BaseModel):
     # Values that mean "unknown" in this agency's files, per standard identifier field
     # (e.g. zip 00000): nulled at ingest and counted, never compared as data.
     placeholders: dict[StandardField, list[str]] = Field(default_factory=dict)
+    # Identifiers the agency splits over several columns: a name used in ``identifiers`` (or a
+    # related role) -> the file's columns, joined with one space in this order, empty parts
+    # skipped (street from house number, street name, unit or PO box; a name from its parts).
+    composite: dict[str, list[str]] = Field(default_factory=dict)
     # Row-count trailer some agencies append (``<prefix>,<data rows>``): checked, not stored.
     trailer_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z#*][A-Za-z0-9_#*]{0,19}$")
 
@@ -136,6 +140,16 @@ class SourceDefinition(BaseModel):
         for column in v:
             if not re.match(_COLUMN_PATTERN, column):
                 raise ValueError(f"column name {column!r} is not a plain identifier")
+        return v
+
+    @field_validator("composite")
+    @classmethod
+    def _composite_columns(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, parts in v.items():
+            if not re.match(_COLUMN_PATTERN, name) or not parts or not all(re.match(_COLUMN_PATTERN, c) for c in parts):
+                raise ValueError(f"composite {name!r} needs a plain name and a non-empty list of plain column names")
+            if name in parts or len(set(parts)) != len(parts):
+                raise ValueError(f"composite {name!r} repeats a column or names itself")
         return v
 
     @field_validator("related")
@@ -168,7 +182,17 @@ class SourceDefinition(BaseModel):
             if code != code.strip() or not code:
                 raise ValueError(f"sex code {code!r} has surrounding whitespace")
         self._check_intake_rules()
+        self._check_composites(identifier_columns)
         return self
+
+    def _check_composites(self, identifier_columns: set[str]) -> None:
+        """A composite is used as an identifier and its parts are nothing else."""
+        for name, parts in self.composite.items():
+            if name not in identifier_columns:
+                raise ValueError(f"composite {name!r} is not used in identifiers")
+            clash = set(parts) & (identifier_columns | set(self.content) | {self.record_id})
+            if clash:
+                raise ValueError(f"composite {name!r}: column(s) {sorted(clash)} are also declared elsewhere")
 
     def _check_intake_rules(self) -> None:
         """Reserved names, sex codes, and the per-column invalid-value policies."""
@@ -180,7 +204,7 @@ class SourceDefinition(BaseModel):
         if sex_columns and ("sex_codes" not in self.model_fields_set or not self.sex_codes):
             raise ValueError(f"column {sex_columns[0]!r} holds sex but 'sex_codes' is not declared: list the agency's own codes "
                              "and what each means, e.g. sex_codes: {'1': M, '2': F, '9': U}")
-        known = set(self.columns)
+        known = set(self.columns) | set(self.composite)
         for column, policy in self.on_invalid.items():
             if column not in known:
                 raise ValueError(f"on_invalid names column {column!r}, which the definition does not declare")
@@ -213,7 +237,8 @@ class SourceDefinition(BaseModel):
         """Every column the file must have, each once, in a stable order."""
         seen: dict[str, None] = {self.record_id: None}
         for mapping in self.roles.values():
-            seen.update(dict.fromkeys(mapping.values()))
+            for column in mapping.values():
+                seen.update(dict.fromkeys(self.composite.get(column, [column])))
         seen.update(dict.fromkeys(self.content))
         seen[self.event_date] = None
         return list(seen)
