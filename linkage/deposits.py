@@ -147,3 +147,14 @@ def reconcile(vault: Path, source: str) -> dict[str, int]:
     for tmp in manifest_dir(vault, source).glob("*.json.tmp"):
         tmp.unlink(missing_ok=True)
     return done
+
+
+def any_retired(vault: Path) -> bool:
+    """Whether some deposit was withdrawn or superseded: then records may leave the crosswalk."""
+    for folder in (Path(vault) / "deposits").glob("*"):
+        if folder.is_dir():
+            manifests = read_manifests(vault, folder.name)
+            if any(state_of(m) != DepositState.complete for m in manifests.values()) or len(live_deposits(vault, folder.name)) < len(
+                    [m for m in manifests.values() if state_of(m) == DepositState.complete]):
+                return True
+    return False

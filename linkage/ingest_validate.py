@@ -123,6 +123,12 @@ def validate_chunk(definition: SourceDefinition, columns: dict[str, list], today
         stripped[column] = st
         has[column] = _present(st)
 
+    for name, parts in definition.composite.items():
+        # Joined after each part's own checks; then validated as the identifier it is.
+        joined = pc.binary_join_element_wise(*[stripped[c] for c in parts], " ", null_handling="skip")
+        joined = pc.if_else(pc.equal(joined, ""), _NULL_STRING, joined)
+        stripped[name], has[name] = joined, _present(joined)
+
     def dates(column: str) -> np.ndarray:
         st = stripped[column]
         text = pd.Series(st.to_numpy(zero_copy_only=False), dtype=object)

@@ -13,32 +13,23 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-DOMAINS = (
-    "child_welfare",
-    "juvenile_justice",
-    "homelessness",
-    "health_vital_statistics",
-    "adult_justice",
-    "behavioral_health",
-    "education",
-    "assisted_housing",
-    "workforce_development",
-    "employment_earnings",
-)
-Domain = Literal[
-    "child_welfare",
-    "juvenile_justice",
-    "homelessness",
-    "health_vital_statistics",
-    "adult_justice",
-    "behavioral_health",
-    "education",
-    "assisted_housing",
-    "workforce_development",
-    "employment_earnings",
-]
+# Domains are data: the shipped list is linkage/data/domains.yaml; a site adds its own in a
+# ``domains.yaml`` (name -> description) beside its definitions, read by ``load_definition``.
+DOMAINS_FILE = Path(__file__).parent / "data" / "domains.yaml"
+LOCAL_DOMAINS_FILE = "domains.yaml"
+
+
+def _read_domains(path: Path) -> dict[str, str]:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and re.match(r"^[a-z][a-z0-9_]{1,40}$", k) for k in raw):
+        raise SourceDefinitionError(f"{path.name}: must map domain names (lower_case) to descriptions")
+    return {k: str(v) for k, v in raw.items()}
+
+
+DOMAINS = tuple(yaml.safe_load(DOMAINS_FILE.read_text(encoding="utf-8")))
+Domain = str
 STANDARD_FIELDS = ("first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip")
 StandardField = Literal["first_name", "middle_name", "last_name", "dob", "sex", "ssn", "street", "zip"]
 SUBJECT_ROLE = "subject"
@@ -108,6 +99,15 @@ class RelatedRole(BaseModel):
 class SourceDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("domain")
+    @classmethod
+    def _known_domain(cls, v: str, info: ValidationInfo) -> str:
+        known = set(DOMAINS) | set((info.context or {}).get("domains", ()))
+        if v not in known:
+            raise ValueError(f"unknown domain {v!r}; known: {', '.join(sorted(known))} "
+                             f"(a site adds domains in {LOCAL_DOMAINS_FILE} beside its definitions)")
+        return v
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
     domain: Domain
     agency: str = Field(min_length=2)
@@ -127,6 +127,10 @@ class SourceDefinition(BaseModel):
     # Values that mean "unknown" in this agency's files, per standard identifier field
     # (e.g. zip 00000): nulled at ingest and counted, never compared as data.
     placeholders: dict[StandardField, list[str]] = Field(default_factory=dict)
+    # Identifiers the agency splits over several columns: a name used in ``identifiers`` (or a
+    # related role) -> the file's columns, joined with one space in this order, empty parts
+    # skipped (street from house number, street name, unit or PO box; a name from its parts).
+    composite: dict[str, list[str]] = Field(default_factory=dict)
     # Row-count trailer some agencies append (``<prefix>,<data rows>``): checked, not stored.
     trailer_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z#*][A-Za-z0-9_#*]{0,19}$")
 
@@ -144,6 +148,16 @@ class SourceDefinition(BaseModel):
         for column in v:
             if not re.match(_COLUMN_PATTERN, column):
                 raise ValueError(f"column name {column!r} is not a plain identifier")
+        return v
+
+    @field_validator("composite")
+    @classmethod
+    def _composite_columns(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, parts in v.items():
+            if not re.match(_COLUMN_PATTERN, name) or not parts or not all(re.match(_COLUMN_PATTERN, c) for c in parts):
+                raise ValueError(f"composite {name!r} needs a plain name and a non-empty list of plain column names")
+            if name in parts or len(set(parts)) != len(parts):
+                raise ValueError(f"composite {name!r} repeats a column or names itself")
         return v
 
     @field_validator("related")
@@ -176,7 +190,17 @@ class SourceDefinition(BaseModel):
             if code != code.strip() or not code:
                 raise ValueError(f"sex code {code!r} has surrounding whitespace")
         self._check_intake_rules()
+        self._check_composites(identifier_columns)
         return self
+
+    def _check_composites(self, identifier_columns: set[str]) -> None:
+        """A composite is used as an identifier and its parts are nothing else."""
+        for name, parts in self.composite.items():
+            if name not in identifier_columns:
+                raise ValueError(f"composite {name!r} is not used in identifiers")
+            clash = set(parts) & (identifier_columns | set(self.content) | {self.record_id})
+            if clash:
+                raise ValueError(f"composite {name!r}: column(s) {sorted(clash)} are also declared elsewhere")
 
     def _check_intake_rules(self) -> None:
         """Reserved names, sex codes, and the per-column invalid-value policies."""
@@ -188,7 +212,7 @@ class SourceDefinition(BaseModel):
         if sex_columns and ("sex_codes" not in self.model_fields_set or not self.sex_codes):
             raise ValueError(f"column {sex_columns[0]!r} holds sex but 'sex_codes' is not declared: list the agency's own codes "
                              "and what each means, e.g. sex_codes: {'1': M, '2': F, '9': U}")
-        known = set(self.columns)
+        known = set(self.columns) | set(self.composite)
         for column, policy in self.on_invalid.items():
             if column not in known:
                 raise ValueError(f"on_invalid names column {column!r}, which the definition does not declare")
@@ -221,7 +245,8 @@ class SourceDefinition(BaseModel):
         """Every column the file must have, each once, in a stable order."""
         seen: dict[str, None] = {self.record_id: None}
         for mapping in self.roles.values():
-            seen.update(dict.fromkeys(mapping.values()))
+            for column in mapping.values():
+                seen.update(dict.fromkeys(self.composite.get(column, [column])))
         seen.update(dict.fromkeys(self.content))
         seen[self.event_date] = None
         return list(seen)
@@ -254,8 +279,10 @@ def load_definition(path: Path) -> SourceDefinition:
         raise SourceDefinitionError(f"{path.name}: cannot be read: {exc}") from None
     if not isinstance(raw, dict):
         raise SourceDefinitionError(f"{path.name}: top level must be a mapping of keys")
+    local = path.parent / LOCAL_DOMAINS_FILE
     try:
-        definition = SourceDefinition.model_validate(raw)
+        domains = _read_domains(local) if local.is_file() else {}
+        definition = SourceDefinition.model_validate(raw, context={"domains": domains})
     except ValidationError as exc:
         raise SourceDefinitionError(_describe_error(path, exc)) from None
     if path.stem != definition.name:
@@ -266,7 +293,8 @@ def load_definition(path: Path) -> SourceDefinition:
 def load_definitions(directory: Path | None = None) -> dict[str, SourceDefinition]:
     """All definitions in a directory (default: the ones shipped with linkage), by name."""
     directory = Path(directory) if directory else DEFAULT_DEFINITIONS_DIR
-    return {d.name: d for d in (load_definition(p) for p in sorted(directory.glob("*.yaml")))}
+    paths = [p for p in sorted(directory.glob("*.yaml")) if p.name != LOCAL_DOMAINS_FILE]
+    return {d.name: d for d in (load_definition(p) for p in paths)}
 
 
 def get_definition(name: str, directory: Path | None = None) -> SourceDefinition:

@@ -64,7 +64,11 @@ def run(
         from linkage.research_store import build
 
         on_step("assign person keys")
-        assignment = assign_person_keys(result.clusters, settings.vault, result.run_id)
+        from linkage.deposits import any_retired
+
+        # Records of a withdrawn or superseded deposit leave the crosswalk; their keys are retired.
+        assignment = assign_person_keys(result.clusters, settings.vault, result.run_id,
+                                        allow_removed_records=any_retired(settings.vault))
         on_step("build research store")
         build(settings.vault, settings.research, definitions_dir=definitions_dir)
         progress.update(task, description="done", completed=steps + 2)

@@ -256,3 +256,38 @@ def test_cli_withdraw_supersede_and_list_are_audited(enclave_home, kit, tmp_path
     events = run(lambda s: [(e.action, e.subject, e.actor) for e in audit.show(s, audit.Filters(action="data.deposit"))], readonly=True)
     assert events == [("data.deposit.superseded", f"clinic/{deposit_id}", "steward1"),
                       ("data.deposit.withdrawn", f"clinic/{new_id}", "steward1")]
+
+
+def test_domains_are_data_a_site_adds_its_own(tmp_path, kit):
+    from linkage.sources import SourceDefinitionError, load_definition, load_definitions
+
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "clinic.yaml").write_text(json.dumps(dict(kit.DEFINITION, domain="nutrition_assistance")))
+    with pytest.raises(SourceDefinitionError, match="unknown domain 'nutrition_assistance'.*domains.yaml"):
+        load_definition(defs / "clinic.yaml")
+    (defs / "domains.yaml").write_text("nutrition_assistance: SNAP and WIC\n")
+    assert load_definitions(defs)["clinic"].domain == "nutrition_assistance"
+
+
+def test_cli_validate_refuses_missing_sex_codes_and_link_run_refuses_an_unknown_folder_before_writing(
+        enclave_home, kit, tmp_path, monkeypatch):
+    from enclave.cli import app
+    from enclave.settings import get_settings
+
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "clinic.yaml").write_text(json.dumps({k: v for k, v in kit.DEFINITION.items() if k != "sex_codes"}))
+    runner = CliRunner()
+    out = runner.invoke(app, ["data", "sources", "validate", str(defs)])
+    assert out.exit_code == 1 and "sex_codes' is not declared" in out.output.replace("\n", "")
+    (defs / "clinic.yaml").write_text(json.dumps(kit.DEFINITION))
+    monkeypatch.setenv("ENCLAVE_SOURCE_DEFINITIONS", str(defs))
+    get_settings.cache_clear()
+    rows = [dict(r, visit_date="05/06/2024") for r in _rows(kit, 3)]
+    assert runner.invoke(app, ["data", "ingest", "clinic", str(kit.write_csv(tmp_path / "c.csv", rows))]).exit_code == 0
+    monkeypatch.delenv("ENCLAVE_SOURCE_DEFINITIONS")
+    out = runner.invoke(app, ["link", "run"])
+    assert out.exit_code == 2 and "no source definition for clinic" in out.output.replace("\n", " ")
+    assert "Traceback" not in out.output
+    assert not (get_settings().vault / "linkage").exists()  # refused before any key or run was written
