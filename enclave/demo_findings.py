@@ -66,18 +66,10 @@ def run_template(settings: Settings, case: UseCase) -> Path:
     outputs.mkdir(parents=True, exist_ok=True)
     extract = (settings.extracts / case.project / "current").resolve()
     notebook = nbformat.read(TEMPLATES / case.template, as_version=4)
-    saved = {k: os.environ.get(k) for k in ("ENCLAVE_WORKSPACE_DATA", "ENCLAVE_WORKSPACE_OUTPUTS")}
-    os.environ["ENCLAVE_WORKSPACE_DATA"] = str(extract)
-    os.environ["ENCLAVE_WORKSPACE_OUTPUTS"] = str(outputs)
-    try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(outputs.parent)}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # The kernel alone gets the workspace settings: this process's environment is left as it was.
+    env = dict(os.environ, ENCLAVE_WORKSPACE_DATA=str(extract), ENCLAVE_WORKSPACE_OUTPUTS=str(outputs))
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(outputs.parent)}}).execute(env=env)
     return outputs
 
 

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     board_majority: float = Field(default=0.5, description="Share of non-recused votes that must approve (strictly more than).")
     workspace_data: Path = Field(default=Path("/data"), description="Inside a workspace: the project's read-only extract.")
     workspace_outputs: Path = Field(default=Path("~/outputs"), description="Inside a workspace: where outputs and their evidence are saved.")
+    dp_socket: str = Field(default="", description="The DP budget service's socket outside a sandbox (inside one: its fixed path).")
     workspace_project: str | None = Field(default=None, description="Inside a workspace: the project (set by the spawner).")
     workspace_extract_version: str | None = Field(default=None, description="Inside a workspace: the extract version (set by the spawner).")
     linkage_engine: str = Field(default="duckdb")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from typing import Any
 
@@ -22,7 +21,9 @@ class DPServiceError(RuntimeError):
 
 def socket_path() -> str:
     """The service's socket: the sandbox's fixed path (``ENCLAVE_DP_SOCKET`` outside a sandbox)."""
-    return os.environ.get("ENCLAVE_DP_SOCKET") or SANDBOX_SOCKET
+    from enclave.settings import get_settings
+
+    return get_settings().dp_socket or SANDBOX_SOCKET
 
 
 def ask(query: dict[str, Any], path: str | None = None) -> dict[str, Any]:

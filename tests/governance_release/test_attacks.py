@@ -52,7 +52,7 @@ def test_a_single_review_does_not_release(approved_project, make_outputs):
 
 
 def test_release_of_a_failed_output_needs_exception_and_override(approved_project, make_outputs, enclave_home):
-    rid, name = _submitted(make_outputs, kind="disclosive", context="neighbourhood by grade")
+    rid, name = _submitted(make_outputs, kind="disclosive", context="pupils by days attended and sex")
     info = views.describe("rev1", rid)
     assert info["files"][0]["verdict"] == "fail"
     assert any("threshold" in r or "disclosive" in r for r in info["files"][0]["reasons"])

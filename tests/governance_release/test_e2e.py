@@ -136,7 +136,9 @@ def test_end_to_end_apply_to_release(registry, enclave_home, cli, make_applicati
 
     described = views.describe("rev1", rid)["files"]
     verdicts = {f["name"]: f["verdict"] for f in described}
-    assert verdicts == {"output_0.csv": "pass", "output_1.csv": "pass", "notes.txt": "review"}, described
+    # output_1 groups by ``homeless_flag.isna()``, a value the gate cannot recompute from the extract:
+    # a count over it goes to a reviewer (a magnitude over it would fail).
+    assert verdicts == {"output_0.csv": "pass", "output_1.csv": "review", "notes.txt": "review"}, described
 
     # two independent reviewers, then the agency steward (Vital Records asked for it)
     assert "nothing to review" not in cli("rev1", "review", "queue").output
