@@ -20,51 +20,69 @@ nb.variables()'''
 TEMPLATES = {
     "01_homeless_students_by_school.ipynb": (
         "# How many students in a school are experiencing homelessness?\n\n"
-        "Education records (McKinney-Vento flag) by school. Small schools are suppressed by the "
-        "rules; ask for a release of the table, not of the rows.",
-        ["school_enrollment"],
+        "Cohort definition `homeless_students` (notebooks/cohorts): each student counted once per "
+        "school and school year, flagged when the school identified them as homeless "
+        "(McKinney-Vento). Counts are checked and suppressed by the rules; rates and their 95% "
+        "intervals are computed from the published counts.",
+        ["school_enrollment", "foster_care", "shelter_stays"],
         [
-            'school = acro.load("school_enrollment")\n'
-            'acro.crosstab(school.school_name, school.homeless_flag)',
-            '# By sex and race/ethnicity (totals are computed from the checked cells)\n'
-            'acro.crosstab([school.sex, school.race_ethnicity], school.homeless_flag)',
+            'from enclave.cohorts import report\n'
+            'students = report.cohort(acro, "homeless_students")   # its text is saved beside the outputs\n'
+            'print(report.describe(students.definition))\n'
+            'students.counts',
+            '# Homeless students per school: the checked table the city asked for\n'
+            'acro.crosstab(students.units.school_name, students.units.homeless.map({1: "yes", 0: "no"}).rename("homeless"), margins=True)',
+            '# Rates by sex, race/ethnicity and neighbourhood, with charts\n'
+            'report.comparison_report(acro, students, "homeless")',
+            '# A subpopulation: foster youth among students experiencing homelessness\n'
+            'report.comparison_report(acro, students, "homeless", by=["foster_youth"])',
         ],
     ),
     "02_foster_care_and_juvenile_services.ipynb": (
         "# How many children touch both foster care and juvenile services?\n\n"
-        "A person is in both systems when their project pseudonym appears in both tables.",
+        "Cohort definition `crossover_youth`: a juvenile-justice referral at ages 10-17 while in "
+        "out-of-home care or within 12 months after leaving it (dually involved), and either order "
+        "of first contact.",
         ["foster_care", "juvenile_justice"],
         [
-            'foster = acro.load("foster_care")\n'
-            'juvenile = acro.load("juvenile_justice")\n'
-            'in_both = foster["pseudonym"].isin(set(juvenile["pseudonym"]))\n'
-            'foster["also_juvenile"] = in_both\n'
-            'acro.crosstab(foster.placement_type, foster.also_juvenile)',
+            'from enclave.cohorts import report\n'
+            'crossover = report.cohort(acro, "crossover_youth")\n'
+            'print(report.describe(crossover.definition))\n'
+            'crossover.counts',
+            'for measure in ["dually_involved", "foster_care_first", "juvenile_services_first"]:\n'
+            '    report.comparison_report(acro, crossover, measure, by=["sex", "race_ethnicity"])',
         ],
     ),
     "03_young_parents_and_early_childhood.ipynb": (
-        "# Young parents' education and employment and their children's early-childhood services\n\n"
-        "Births give mother-child pairs; pre-K and health visits are the children's services.",
-        ["births", "prek", "health_visits"],
+        "# Young parents and their children's early-childhood services\n\n"
+        "Cohort definition `young_parents`: children born in the period, a parent aged under 25 at "
+        "the birth, and the services the child used before age five (pre-K, well-child, dental and "
+        "vision visits, housing assistance).",
+        ["births", "prek", "health_visits", "housing_assistance", "relationships"],
         [
-            'births = acro.load("births")\n'
-            'acro.crosstab(births.prenatal_care_began_month, births.race_ethnicity)',
-            'prek = acro.load("prek")\n'
-            'acro.crosstab(prek.program, prek.sex)',
-            'visits = acro.load("health_visits")\n'
-            'acro.crosstab(visits.visit_type, visits.race_ethnicity)',
+            'from enclave.cohorts import report\n'
+            'children = report.cohort(acro, "young_parents")\n'
+            'print(report.describe(children.definition))\n'
+            'children.counts',
+            'for service in ["prek", "well_child_visit", "dental_visit", "vision_visit"]:\n'
+            '    report.comparison_report(acro, children, service, by=["young_parent"])',
+            'report.comparison_report(acro, children, "prek", by=["race_ethnicity", "neighbourhood"])',
         ],
     ),
     "04_opportunity_youth.ipynb": (
         "# What disconnects opportunity youth?\n\n"
-        "Young people aged 16-24 neither enrolled in school nor in work (no wages in the quarter).",
-        ["school_enrollment", "wages"],
+        "Cohort definition `opportunity_youth`: aged 16-24 at the reference month, with no school "
+        "enrolment, no wages and no workforce programme in the four quarters before it.",
+        ["school_enrollment", "wages", "workforce", "foster_care", "juvenile_justice", "shelter_stays"],
         [
-            'school = acro.load("school_enrollment")\n'
-            'wages = acro.load("wages")\n'
-            'employed = set(wages["pseudonym"])\n'
-            'school["has_earnings"] = school["pseudonym"].isin(employed)\n'
-            'acro.crosstab(school.grade, school.has_earnings)',
+            'from enclave.cohorts import report\n'
+            'youth = report.cohort(acro, "opportunity_youth")\n'
+            'print(report.describe(youth.definition))\n'
+            'youth.counts',
+            'report.comparison_report(acro, youth, "disconnected")',
+            '# Which histories go with disconnection?\n'
+            'report.comparison_report(acro, youth, "disconnected",\n'
+            '                         by=["ever_in_foster_care", "ever_referred_to_juvenile_services", "ever_in_homeless_services"])',
         ],
     ),
     "05_school_stability_in_foster_care.ipynb": (

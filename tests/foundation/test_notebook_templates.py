@@ -42,12 +42,19 @@ def extract(tmp_path_factory) -> Path:
         frame["sex"] = rng.choice(["F", "M"], n)
         frame["birth_year"] = rng.integers(1995, 2015, n)
         frame["neighbourhood"] = rng.choice(["Canton", "Hampden", "Sandtown-Winchester"], n)
+        frame["race_ethnicity"] = rng.choice(["black_non_hispanic", "white_non_hispanic", "hispanic"], n)
+        frame["event_date"] = rng.choice(["2018-03", "2020-06", "2023-09"], n)
         for column, spec in definition.content.items():
             frame[column] = _column(spec, n, rng)
         frame.to_parquet(root / f"{name}.parquet", index=False)
         tables[name] = {"file": f"{name}.parquet", "rows": n,
                         "columns": {c: {"type": str(t)} for c, t in frame.dtypes.items()},
                         "source": {"agency": definition.agency}}
+    pairs = pd.DataFrame({"pseudonym_from": rng.choice(pseudonyms, 300), "pseudonym_to": rng.choice(pseudonyms, 300),
+                          "relation": rng.choice(["mother_of", "father_of"], 300)})
+    pairs.to_parquet(root / "relationships.parquet", index=False)
+    tables["relationships"] = {"file": "relationships.parquet", "rows": len(pairs),
+                               "columns": {c: {"type": str(t)} for c, t in pairs.dtypes.items()}, "source": None}
     (root / "manifest.json").write_text(json.dumps({"project": "templates", "version": "v1", "tables": tables}))
     return root
 
