@@ -31,7 +31,7 @@ TEMPLATES = {
             'print(report.describe(students.definition))\n'
             'students.counts',
             '# Homeless students per school: the checked table the city asked for\n'
-            'acro.crosstab(students.units.school_name, students.units.homeless.map({1: "yes", 0: "no"}).rename("homeless"), margins=True)',
+            'acro.crosstab(students.rows.school_name, students.rows.homeless_flag, margins=True)',
             '# Rates by sex, race/ethnicity and neighbourhood, with charts\n'
             'report.comparison_report(acro, students, "homeless")',
             '# A subpopulation: foster youth among students experiencing homelessness\n'

@@ -67,6 +67,7 @@ class Cohort:
     units: pd.DataFrame
     person: str
     counts: dict[str, int] = field(default_factory=dict)
+    rows: pd.DataFrame | None = None  # one anchor-table row per unit, as loaded (see report.anchored_rows)
 
     @property
     def flags(self) -> list[str]:

@@ -37,28 +37,27 @@ def test_crossover_timing_both_orders_and_the_12_month_gap():
     # a: referral 12 months after leaving care -> dual; b: 13 months after -> not dual, but foster first.
     assert flags.loc["a", "dually_involved"] == 1 and flags.loc["b", "dually_involved"] == 0
     assert flags.loc["b", "foster_care_first"] == 1 and flags.loc["b", "juvenile_services_first"] == 0
-    # c: referral before the placement; d: juvenile only; e: the referral at 9 does not count at all.
+    # c: referral before the placement; e: the referral at 9 does not count at all; d was never in care.
     assert flags.loc["c", "juvenile_services_first"] == 1 and flags.loc["c", "foster_care_first"] == 0
-    assert flags.loc["d", ["both_systems", "foster_care"]].tolist() == [0, 0]
     assert flags.loc["e", ["juvenile_services", "dually_involved"]].tolist() == [0, 0]
-    assert cohort.counts["cohort"] == 5
+    assert "d" not in flags.index and cohort.counts["cohort"] == 4
 
 
 def test_opportunity_youth_window_and_birth_year_bands():
     d = load_definitions()["opportunity_youth"]
     persons = _persons(("in_school", 2004, "F", "x", "n"), ("idle", 2004, "M", "x", "n"), ("old", 1990, "M", "x", "n"),
-                       ("band", "2000-2019", "F", "x", "n"), ("worked_long_ago", 2003, "F", "x", "n"))
-    school = pd.DataFrame({"pseudonym": ["in_school", "idle", "band"], "entry_date": ["2024-09", "2022-09", "2024-09"],
-                           "exit_date": [None, "2023-06", None]})
-    wages = pd.DataFrame({"pseudonym": ["old", "worked_long_ago"], "QUARTER_START": ["2024-10", "2023-10"]})
+                       ("band", "2000-2019", "F", "x", "n"), ("worked_long_ago", 2003, "F", "x", "n"), ("left", 2003, "M", "x", "n"))
+    school = pd.DataFrame({"pseudonym": ["in_school", "idle", "band", "left"], "entry_date": ["2024-09", "2022-09", "2024-09", "2019-09"],
+                           "exit_date": [None, "2023-06", None, "2021-06"]})
+    wages = pd.DataFrame({"pseudonym": ["old", "left"], "QUARTER_START": ["2024-10", "2023-10"]})
     workforce = pd.DataFrame({"pseudonym": [], "enrollment_date": [], "exit_date": [], "event_date": []})
     empty = pd.DataFrame({"pseudonym": [], "placement_start": [], "placement_end": [], "referral_date": [],
                           "EntryDate": [], "ExitDate": [], "event_date": []})
     cohort = evaluate(d, {"persons": persons, "school_enrollment": school, "wages": wages, "workforce": workforce,
                           "foster_care": empty, "juvenile_justice": empty, "shelter_stays": empty})
     flags = cohort.units.set_index("pseudonym")["disconnected"].to_dict()
-    # 2023-10 is 14 months before 2024-12: outside the four quarters.
-    assert flags == {"in_school": 0, "idle": 1, "worked_long_ago": 1}
+    # Former students only ("old", "worked_long_ago" never enrolled); "left" last worked 14 months before.
+    assert flags == {"in_school": 0, "idle": 1, "left": 1}
     assert cohort.counts["age_undecided_by_birth_year_band"] == 1  # "band" may be 5 or 24: not guessed
 
 
