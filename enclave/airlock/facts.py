@@ -17,6 +17,7 @@ class Actor:
     member_of: frozenset[str] = frozenset()  # projects the person belongs to, pending memberships included
     steward_of: frozenset[str] = frozenset()  # agency names the person is a steward of
     active_in: frozenset[str] | None = None  # projects with an active (approved) membership; None = member_of
+    former_member_of: frozenset[str] = frozenset()  # projects the person was removed from (history counts)
 
 
 @dataclass(frozen=True)

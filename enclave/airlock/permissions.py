@@ -30,9 +30,15 @@ def may_edit_request(actor: Actor, request: RequestFacts) -> bool:
     return is_author(actor, request) and is_active_member(actor, request.project)
 
 
+def was_removed_from(actor: Actor, project: str) -> bool:
+    """True for a person once a member of the project and removed from it (membership history counts)."""
+    return project in actor.former_member_of
+
+
 def is_independent_of(actor: Actor, request: RequestFacts) -> bool:
-    """A reviewer must be neither the author nor a member of the project."""
-    return not is_author(actor, request) and not is_project_member(actor, request.project)
+    """A reviewer must be neither the author nor a member of the project, now or before."""
+    return (not is_author(actor, request) and not is_project_member(actor, request.project)
+            and not was_removed_from(actor, request.project))
 
 
 def may_review_request(actor: Actor, request: RequestFacts) -> bool:

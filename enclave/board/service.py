@@ -257,7 +257,7 @@ def open_review(session: Session, actor: str, application_id: int) -> Applicatio
     """A board member puts a submitted application before the board."""
     application = get_application(session, application_id, lock=True)
     member = get_person(session, actor)
-    who.check_is_board_member(member)
+    _check_may_sit(session, member, application)  # a recused member may not put their own application before the board
     when.check_open_for_review(application)
     _set_application_state(application, ApplicationState.under_review)
     audit.append(session, actor=actor, action="application.review_opened", project=application.project.slug,

@@ -159,19 +159,6 @@ class QueuePage(Page):
         if not self.has("reviewer", "steward"):
             raise PageError(403, "the review queue is for disclosure reviewers and agency stewards")
         rows = views.listing(self.username, queue=True, url=self.ctx.url)
-        ids = [r["id"] for r in rows]
-        details = {}
-        if ids:
-            with session_scope(self.ctx.url, readonly=True) as session:
-                for req in session.scalars(select(ReleaseRequest).where(ReleaseRequest.id.in_(ids))):
-                    counts = {"pass": 0, "fail": 0, "review": 0}
-                    for f in req.files:
-                        verdict = loading.latest_verdict(session, f.id)
-                        if verdict is not None and verdict.status in counts:
-                            counts[verdict.status] += 1
-                    details[req.id] = {"age": req.submitted_at, "verdicts": counts}
-        for r in rows:
-            r.update(details.get(r["id"], {}))
         self.render_page("queue.html", rows=rows)
 
 
@@ -279,9 +266,3 @@ class OutputImage(Page):
         self.set_header("Content-Type", kind)
         self.set_header("Content-Disposition", "inline")
         self.finish(data)
-
-
-def request_age(moment: dt.datetime | None) -> str:
-    from enclave.console.web import age
-
-    return age(moment)

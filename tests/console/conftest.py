@@ -49,32 +49,60 @@ class ConsoleHub:
         return f"{self.url}/services/console/"
 
 
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'  # in every stored text field
+
+
+def _environment(mp: pytest.MonkeyPatch, home: Path) -> None:
+    mp.setenv("ENCLAVE_HOME", str(home))
+    mp.delenv("ENCLAVE_DATABASE_URL", raising=False)
+    mp.delenv("ENCLAVE_USER", raising=False)
+    mp.setenv("ENCLAVE_BOARD_QUORUM", "3")
+    mp.setenv("ENCLAVE_REVIEWERS_REQUIRED", "2")
+
+
+@pytest.fixture(scope="session")
+def _world_template():
+    """The enclave built once per session (provisioning and the gate take a while); each module gets a copy."""
+    from enclave.registry.base import dispose_engines
+    from enclave.settings import get_settings
+
+    root = Path(tempfile.mkdtemp(prefix="enclave-console-template-"))
+    home = root / "var"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        _environment(mp, home)
+        get_settings.cache_clear()
+        try:
+            built = world.build(home, get_settings().registry_url, xss=XSS)
+        finally:
+            dispose_engines()
+            get_settings.cache_clear()
+    yield home, built
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def console_hub(request):
+def console_hub(request, _world_template):
     from enclave.registry.base import dispose_engines
     from enclave.settings import get_settings
     from hub_config import launcher, oidc
 
-    xss = getattr(request.module, "XSS", "")
+    template, template_world = _world_template
     root = Path(tempfile.mkdtemp(prefix="enclave-console-"))
     home = root / "var"
-    home.mkdir()
+    shutil.copytree(template, home, symlinks=True)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ENCLAVE_HOME", str(home))
-        mp.delenv("ENCLAVE_DATABASE_URL", raising=False)
-        mp.delenv("ENCLAVE_USER", raising=False)
+        _environment(mp, home)
         hub_port = free_port_triple()
         mp.setenv("ENCLAVE_HUB_PORT", str(hub_port))
         oidc_port = free_port_triple()
         while oidc_port in range(hub_port - 2, hub_port + 3):
             oidc_port = free_port_triple()
         mp.setenv("ENCLAVE_OIDC_PORT", str(oidc_port))
-        mp.setenv("ENCLAVE_BOARD_QUORUM", "3")
-        mp.setenv("ENCLAVE_REVIEWERS_REQUIRED", "2")
         get_settings.cache_clear()
         settings = get_settings()
-        built = world.build(home, settings.registry_url, xss=xss)
-        dispose_engines()
+        built = world.World(home=home, url=settings.registry_url, other_request=template_world.other_request,
+                            pending_application=template_world.pending_application)
         oidc.write_accounts(settings, [oidc.Account(u, world.PASSWORDS[u], name=n, groups=r) for u, n, r in world.PEOPLE])
         provider = launcher.start_oidc_provider(settings)
         try:
