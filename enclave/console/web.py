@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
@@ -148,7 +149,8 @@ class Page(HubOAuthenticated, web.RequestHandler):
     def render_page(self, template: str, **values: Any) -> None:
         values.update(
             me=self.username, my_name=getattr(self, "person_name", ""), roles=self.roles, url=self.url,
-            xsrf=self.xsrf_form_html, hub=self.ctx.hub_prefix, notice=self.get_argument("notice", "", strip=True)[:200],
+            xsrf=lambda: Markup(self.xsrf_form_html()),  # tornado builds it with the token escaped
+            hub=self.ctx.hub_prefix, notice=self.get_argument("notice", "", strip=True)[:200],
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(self.ctx.env.get_template(template).render(**values))
@@ -186,9 +188,11 @@ class Page(HubOAuthenticated, web.RequestHandler):
         return 500, ""
 
     def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001
-        status, _ = self._status_and_message(value)
+        status, message = self._status_and_message(value)
         if status >= 500:
             super().log_exception(typ, value, tb)
+        elif isinstance(value, web.HTTPError):
+            log.info("refused %s %s: %s", self.request.method, self.request.path, message)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
