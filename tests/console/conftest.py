@@ -102,7 +102,7 @@ def console_hub(request, _world_template):
         get_settings.cache_clear()
         settings = get_settings()
         built = world.World(home=home, url=settings.registry_url, other_request=template_world.other_request,
-                            pending_application=template_world.pending_application)
+                            pending_application=template_world.pending_application, amendment=template_world.amendment)
         oidc.write_accounts(settings, [oidc.Account(u, world.PASSWORDS[u], name=n, groups=r) for u, n, r in world.PEOPLE])
         provider = launcher.start_oidc_provider(settings)
         try:

@@ -98,12 +98,25 @@ def make_output(home: Path, project: str, user: str, kind: str) -> str:
     return made[0]
 
 
+def _deposit_manifest(home: Path, source: str, deposit_id: str, xss: str) -> None:
+    """A deposit as ``linkage.ingest`` records it in the vault (counts and reason codes, never values)."""
+    folder = home / "vault" / "deposits" / source
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{deposit_id}.json").write_text(json.dumps({
+        "source": source, "deposit_id": deposit_id, "file_name": f"placements{xss}.csv", "sha256": "0" * 64,
+        "bytes": 1000, "bom_stripped": False, "rows_read": 120, "rows_accepted": 117, "rows_quarantined": 3,
+        "quarantine_reasons": {"birth_date:not_a_date": 2, "sex:not_allowed": 1}, "cleaned": {}, "blank_lines": 0,
+        "ingested_at": "2026-11-30T10:00:00+00:00",
+    }))
+
+
 @dataclass
 class World:
     home: Path
     url: str
     other_request: int  # carol's request on her own project (alice, a stranger to it, must never see it)
     pending_application: int  # alice's application for "new-study", waiting for the board
+    amendment: int = 0  # carol's amendment of other-proj (adds bob, extends the end date)
 
 
 def build(home: Path, url: str, *, xss: str = "") -> World:
@@ -126,6 +139,7 @@ def build(home: Path, url: str, *, xss: str = "") -> World:
         # Child Welfare asks to approve every release that uses its data (ARCHITECTURE: stricter rules).
         session.scalars(select(Agency).where(Agency.name == "Child Welfare")).one().steward_release_approval = True
     _release_conftest().write_research_store(home / "research")
+    _deposit_manifest(home, "foster_care", "dep-0001", xss)
     approve(url, "alice", application("school-moves", ["alice", "bob", "revres", "revgone"]))
     approve(url, "carol", application("other-proj", ["carol"], title=f"Carol's study {xss}".strip()))
     with session_scope(url) as session:
@@ -136,4 +150,9 @@ def build(home: Path, url: str, *, xss: str = "") -> World:
     with session_scope(url) as session:
         pending = service.apply(session, "alice", application(
             "new-study", ["alice"], title=f"New study {xss}".strip(), purpose=f"School stability {xss}".strip())).id
-    return World(home=home, url=url, other_request=other, pending_application=pending)
+        from enclave.board.requests import AmendmentRequest
+
+        amendment = service.amend(session, "carol", "other-proj", AmendmentRequest(
+            reason="Bob joins to run the school models", add_researchers=["bob"],
+            end_date=TODAY + dt.timedelta(days=500))).id
+    return World(home=home, url=url, other_request=other, pending_application=pending, amendment=amendment)

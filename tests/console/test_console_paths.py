@@ -36,6 +36,10 @@ def test_board_member_decides_an_application_and_the_extract_is_built(console_hu
     b1.page.click("#decide")
     notice = b1.page.text_content("#notice")
     assert "Decided: approved." in notice and "Extract built" in notice, notice
+    b1.go(f"board/applications/{console_hub.world.amendment}")  # an amendment, shown as a diff
+    diff = b1.page.text_content("#diff")
+    added = b1.page.locator("#diff tr", has_text="researchers").locator("td.added").text_content()
+    assert added == "bob" and "end_date" in diff
     b1.go("board/projects/new-study")
     assert _state(b1) == "approved"
     assert "application.approved" in b1.page.text_content("#trail")
@@ -104,6 +108,10 @@ def test_two_reviewers_and_the_steward_approve_then_release(console_hub, sign_in
     steward = sign_in("stew")
     steward.go("steward")
     assert steward.page.locator("#steward-pending a").count() >= 1
+    deposits = steward.page.locator("section[data-source='foster_care'] table.deposits").text_content()
+    assert "dep-0001" in deposits and "birth_date:not_a_date: 2" in deposits  # quarantine counts and reasons
+    assert "match_rate" in steward.page.locator("section[data-source='foster_care']").text_content()  # linkage quality
+    assert steward.page.locator("section[data-source='school_enrollment']").count() == 0  # not their source
     steward.shot("steward-home")
     steward.go(f"requests/{request_id}")
     steward.page.click("#steward-actions .steward-approve")
