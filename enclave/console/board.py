@@ -76,7 +76,6 @@ class ApplicationPage(Page):
             a = service.get_application(session, application_id)
             project = a.project
             tally = service.tally(session, a)
-            conflicted = service.conflicted_ids(session, project)
             try:
                 service._check_may_sit(session, me, a)
                 recusal = ""
@@ -98,8 +97,8 @@ class ApplicationPage(Page):
                 "dp_epsilon": a.dp_epsilon, "start": a.start_date, "end": a.end_date, "researchers": a.researchers,
                 "attacker": conditions_of(a).attacker_model, "workspace": conditions_of(a).workspace,
                 "submitted": a.submitted_at, "decided": a.decided_at, "note": a.decision_note,
-                "votes": [{"voter": v.voter.username, "choice": v.choice, "comment": v.comment, "at": v.cast_at,
-                           "counted": v.voter_id not in conflicted} for v in a.votes],
+                "votes": [{"voter": v.voter.username, "choice": v.choice, "comment": v.comment, "at": v.cast_at}
+                          for v in a.votes],
                 "voted": any(v.voter_id == me.id for v in a.votes),
             }
             view["conflicts"] = [{"person": c.person.username, "reason": c.reason, "at": c.declared_at}

@@ -5,12 +5,10 @@ decisions. Every action calls ``enclave.airlock``, which checks who (permissions
 """
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import select
 
 from enclave.airlock import loading, publishing, requests, reviews, views
 from enclave.airlock import permissions as who
@@ -20,7 +18,6 @@ from enclave.console.board import parse_slug
 from enclave.console.outputs import describe_output, image_type
 from enclave.console.web import Page, PageError, parse_id
 from enclave.registry.base import session_scope
-from enclave.registry.models import ReleaseRequest
 from enclave.settings import get_settings
 
 MAX_NAME = 200
