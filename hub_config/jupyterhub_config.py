@@ -125,7 +125,9 @@ c.JupyterHub.services.append({
     "url": f"http://127.0.0.1:{console_port}",
     "command": [sys.executable, "-m", "enclave.console"],
     "environment": {
-        **{k: v for k, v in os.environ.items() if k.startswith("ENCLAVE_")},
+        # the registry and zones it serves; never the OIDC client secret, never a CLI identity
+        **{k: v for k, v in os.environ.items()
+           if k.startswith("ENCLAVE_") and k not in ("ENCLAVE_OIDC_CLIENT_SECRET", "ENCLAVE_USER")},
         "CONSOLE_HUB_API_URL": f"{oidc.public_url(settings)}/hub/api",
     },
     "oauth_no_confirm": True,
