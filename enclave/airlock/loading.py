@@ -157,8 +157,9 @@ def facts_many(session: Session, reqs: list[ReleaseRequest], today: dt.date | No
     ids = [r.id for r in reqs]
     rounds = dict(session.execute(select(ReleaseSnapshot.request_id, func.max(ReleaseSnapshot.round))
                                   .where(ReleaseSnapshot.request_id.in_(ids)).group_by(ReleaseSnapshot.request_id)).all())
-    files: dict[int, list] = {}
-    for f in session.scalars(select(ReleaseFile).where(ReleaseFile.request_id.in_(ids))):
+    files: dict[int, list] = {}  # plain rows, not ORM objects: a listing reads thousands of them
+    for f in session.execute(select(ReleaseFile.id, ReleaseFile.request_id, ReleaseFile.name, ReleaseFile.exception_text)
+                             .where(ReleaseFile.request_id.in_(ids))):
         files.setdefault(f.request_id, []).append(f)
     file_ids = [f.id for fs in files.values() for f in fs]
     latest = select(func.max(Verdict.id)).where(Verdict.file_id.in_(file_ids)).group_by(Verdict.file_id)

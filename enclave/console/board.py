@@ -4,6 +4,7 @@ expire; each project's audit trail. Every read and write goes through ``enclave.
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from enclave import audit
 from enclave.board import permissions as who
@@ -53,12 +54,14 @@ class BoardHome(Page):
             applications = [
                 {"id": a.id, "project": a.project.slug, "title": a.project.title, "kind": a.kind, "state": a.state,
                  "by": a.submitted_by.username, "submitted": a.submitted_at, "votes": len(a.votes)}
-                for a in session.scalars(select(Application).order_by(Application.id.desc()).limit(500))
+                for a in session.scalars(select(Application).options(
+                    selectinload(Application.project), selectinload(Application.submitted_by),
+                    selectinload(Application.votes)).order_by(Application.id.desc()).limit(500))
             ]
             projects = [
                 {"slug": p.slug, "title": p.title, "state": p.state,
                  "expires": p.current_approval.expires_on if p.current_approval else None}
-                for p in session.scalars(select(Project).order_by(Project.slug))
+                for p in session.scalars(select(Project).options(selectinload(Project.current_approval)).order_by(Project.slug))
             ]
         open_states = {ApplicationState.submitted.value, ApplicationState.under_review.value}
         self.render_page("board.html", open=[a for a in applications if a["state"] in open_states],
