@@ -124,3 +124,26 @@ c.JupyterHub.services.append({
     "environment": settings_env(settings),
 })
 c.SandboxSpawner.dp_socket_path = str(dp_socket)
+
+# -- the enclave console: a hub service at /services/console/, signed in through the hub (HubOAuth) -----
+# It listens on loopback at the hub's port + 2 and reaches the hub API through the proxy (the hub's own
+# socket is unix-only). Users need only the scope to sign in to it; what they see is the registry's call.
+import os  # noqa: E402
+
+console_port = settings.hub_port + 2
+c.JupyterHub.services.append({
+    "name": "console",
+    "url": f"http://127.0.0.1:{console_port}",
+    "command": [sys.executable, "-m", "enclave.console"],
+    "environment": {
+        # the registry and zones it serves; never the OIDC client secret, never a CLI identity
+        **{k: v for k, v in os.environ.items()
+           if k.startswith("ENCLAVE_") and k not in ("ENCLAVE_OIDC_CLIENT_SECRET", "ENCLAVE_USER")},
+        "CONSOLE_HUB_API_URL": f"{oidc.public_url(settings)}/hub/api",
+    },
+    "oauth_no_confirm": True,
+    "display": True,
+})
+for role in c.JupyterHub.load_roles:
+    if role["name"] == "user":
+        role["scopes"].append("access:services!service=console")

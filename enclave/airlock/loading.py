@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from enclave.airlock.errors import NotFound
 from enclave.airlock.facts import Actor, OutputFacts, RequestFacts, ReviewFacts
@@ -15,6 +15,7 @@ from enclave.registry.models import (
     Membership,
     Person,
     Project,
+    ReleaseFile,
     ReleaseRequest,
     ReleaseSnapshot,
     Review,
@@ -149,3 +150,57 @@ def facts(session: Session, req: ReleaseRequest, today: dt.date | None = None) -
             Membership.state == MembershipState.active)) is not None,
         extra={"round": round_},
     )
+
+
+def facts_many(session: Session, reqs: list[ReleaseRequest], today: dt.date | None = None) -> dict[int, RequestFacts]:
+    """``facts`` of many requests in a handful of queries (listings and queues): the same facts, batched."""
+    if not reqs:
+        return {}
+    ids = [r.id for r in reqs]
+    rounds = dict(session.execute(select(ReleaseSnapshot.request_id, func.max(ReleaseSnapshot.round))
+                                  .where(ReleaseSnapshot.request_id.in_(ids)).group_by(ReleaseSnapshot.request_id)).all())
+    files: dict[int, list] = {}  # plain rows, not ORM objects: a listing reads thousands of them
+    for f in session.execute(select(ReleaseFile.id, ReleaseFile.request_id, ReleaseFile.name, ReleaseFile.exception_text)
+                             .where(ReleaseFile.request_id.in_(ids))):
+        files.setdefault(f.request_id, []).append(f)
+    file_ids = [f.id for fs in files.values() for f in fs]
+    latest = select(func.max(Verdict.id)).where(Verdict.file_id.in_(file_ids)).group_by(Verdict.file_id)
+    verdicts = dict(session.execute(select(Verdict.file_id, Verdict.status).where(Verdict.id.in_(latest))).all()) if file_ids else {}
+    names = dict(session.execute(select(Person.id, Person.username)).all())
+    reviews: dict[int, list] = {}
+    for r in session.scalars(select(Review).where(Review.request_id.in_(ids)).order_by(Review.id)):
+        if r.round == rounds.get(r.request_id, 0):
+            overridden = frozenset(n for n, d in (r.file_decisions or {}).items() if isinstance(d, dict) and d.get("override"))
+            reviews.setdefault(r.request_id, []).append(ReviewFacts(names[r.reviewer_id], r.decision, overridden))
+    approved: dict[int, set] = {}
+    for request_id, round_, agency in session.execute(
+        select(StewardApproval.request_id, StewardApproval.round, Agency.name)
+        .join(Agency, StewardApproval.agency_id == Agency.id)
+        .where(StewardApproval.request_id.in_(ids), StewardApproval.decision == "approve")
+    ).all():
+        if round_ == rounds.get(request_id, 0):
+            approved.setdefault(request_id, set()).add(agency)
+    projects = {p.id: p for p in session.scalars(select(Project).options(selectinload(Project.current_approval))
+                                                 .where(Project.id.in_({r.project_id for r in reqs})))}
+    source_agency = dict(session.execute(select(Source.name, Agency.name).join(Agency, Source.agency_id == Agency.id)).all())
+    asking = set(session.scalars(select(Agency.name).where(Agency.steward_release_approval.is_(True))))
+    active_members = set(session.execute(select(Membership.project_id, Membership.person_id).where(
+        Membership.project_id.in_({r.project_id for r in reqs}), Membership.state == MembershipState.active)).all())
+    out = {}
+    for req in reqs:
+        proj = projects[req.project_id]
+        round_ = rounds.get(req.id, 0)
+        approval = proj.current_approval
+        agencies = {source_agency[s] for s in (approval.sources if approval else []) or [] if s in source_agency}
+        outputs = tuple(
+            OutputFacts(f.name, verdicts.get(f.id) if round_ else None, f.exception_text or None)
+            for f in sorted(files.get(req.id, []), key=lambda f: f.name)
+        )
+        out[req.id] = RequestFacts(
+            id=str(req.id), project=proj.slug, author=names[req.author_id], state=RequestState(req.state),
+            outputs=outputs, reviews=tuple(reviews.get(req.id, [])), stewards_required=frozenset(agencies & asking),
+            stewards_approved=frozenset(approved.get(req.id, set())), project_active=project_is_live(proj, today),
+            author_active=(req.project_id, req.author_id) in active_members,
+            extra={"round": round_},
+        )
+    return out

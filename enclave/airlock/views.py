@@ -53,8 +53,10 @@ def listing(username: str | None, *, project: str | None = None, queue: bool = F
         query = select(ReleaseRequest).order_by(ReleaseRequest.id)
         if project:
             query = query.where(ReleaseRequest.project_id == loading.project(session, project).id)
-        for req in session.scalars(query).all():
-            facts = loading.facts(session, req)
+        reqs = session.scalars(query).all()
+        batched = loading.facts_many(session, reqs)  # the facts of every request in a few queries
+        for req in reqs:
+            facts = batched[req.id]
             if not who.may_read_request(actor, facts):
                 continue
             waiting_for_review = who.may_review_request(actor, facts) and all(
@@ -64,6 +66,8 @@ def listing(username: str | None, *, project: str | None = None, queue: bool = F
                 for agency in facts.stewards_required - facts.stewards_approved)
             if queue and not (facts.state in UNDER_REVIEW and (waiting_for_review or waiting_for_steward)):
                 continue
+            verdicts = {status: sum(o.verdict == status for o in facts.outputs) for status in ("pass", "review", "fail")}
             out.append({"id": req.id, "project": facts.project, "author": facts.author, "state": req.state,
-                        "title": req.title, "outputs": len(facts.outputs), "reviews": len(facts.reviews)})
+                        "title": req.title, "outputs": len(facts.outputs), "reviews": len(facts.reviews),
+                        "verdicts": verdicts, "submitted_at": req.submitted_at})
     return out

@@ -126,3 +126,10 @@ def check_can_view_project(person: Person, project: Project) -> None:
     member = any(m.person_id == person.id and m.state != MembershipState.removed for m in project.memberships)
     if not (member or has_role(person, Role.board_member) or has_role(person, Role.admin) or has_role(person, Role.reviewer)):
         raise NotPermitted(f"{person.username} may not view project {project.slug}")
+
+
+def check_can_read_board_business(person: Person) -> None:
+    """Applications, votes, conflicts and project standing are read by board members and admins."""
+    check_active(person)
+    if not (has_role(person, Role.board_member) or has_role(person, Role.admin)):
+        raise NotPermitted(f"{person.username} is neither a board member nor an admin")

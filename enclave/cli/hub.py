@@ -100,6 +100,7 @@ def _run(settings: Settings) -> None:
         with out.status("starting JupyterHub and its proxy..."):
             started.append(launcher.start_hub(settings))
         out.print(f"[bold green]Enclave workspaces at {oidc_files.public_url(settings)}/hub/[/]")
+        out.print(f"[bold green]Enclave console at {oidc_files.public_url(settings)}/services/console/[/]")
         out.print(f"identity provider: {oidc_files.issuer(settings)}")
         if not settings.oidc_issuer:
             _print_logins(settings)

@@ -1,0 +1,3 @@
+from enclave.console.app import main
+
+main()
