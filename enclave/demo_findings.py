@@ -114,9 +114,25 @@ def _cohort_text(outputs: Path) -> str:
     return "\n\n".join(texts) or "See the template notebook."
 
 
+USE_CASES_FILE = Path(__file__).resolve().parent / "board" / "demo_use_cases.yaml"
+
+
+def provision_use_cases(settings: Settings) -> None:
+    """The board approves the four use-case projects (idempotent) and their extracts are built."""
+    from enclave.board import demo as board_demo
+    from enclave.provisioning import provision
+    from enclave.registry.base import session_scope
+
+    with session_scope(settings.registry_url) as session:
+        board_demo.approve_demo_projects(session, file=USE_CASES_FILE)
+    for case in USE_CASES:
+        provision(case.project, actor="admin", url=settings.registry_url)
+
+
 def publish_all(settings: Settings | None = None) -> list[str]:
-    """Answer every use case whose project exists; returns the slugs published now."""
+    """Approve, build, answer and publish every use case; returns the slugs published now."""
     settings = settings or get_settings()
+    provision_use_cases(settings)
     slugs = []
     for case in USE_CASES:
         if not (settings.extracts / case.project / "current" / "manifest.json").exists():

@@ -30,16 +30,16 @@ def default_definitions_dir() -> Path:
     return Path(linkage.__file__).parent / "source_definitions"
 
 
-def demo_projects(today: dt.date) -> list[ApplicationRequest]:
+def demo_projects(today: dt.date, file: Path = DEMO_FILE) -> list[ApplicationRequest]:
     """The demo applications from ``demo_projects.yaml``, dated from ``today``."""
-    raw: list[dict[str, Any]] = yaml.safe_load(DEMO_FILE.read_text(encoding="utf-8"))["projects"]
+    raw: list[dict[str, Any]] = yaml.safe_load(file.read_text(encoding="utf-8"))["projects"]
     requests = []
     for item in raw:
         data = dict(item)
         months = int(data.pop("months"))
         data["start_date"] = today
         data["end_date"] = today + dt.timedelta(days=30 * months)
-        requests.append(parse(ApplicationRequest, data, f"{DEMO_FILE} project {item.get('project')}"))
+        requests.append(parse(ApplicationRequest, data, f"{file} project {item.get('project')}"))
     return requests
 
 
@@ -64,11 +64,11 @@ def seed(session: Session, definitions_dir: Path | None = None) -> dict[str, lis
     return {"people": created, "sources": sources}
 
 
-def approve_demo_projects(session: Session, today: dt.date | None = None) -> list[str]:
+def approve_demo_projects(session: Session, today: dt.date | None = None, file: Path = DEMO_FILE) -> list[str]:
     """Apply for and approve the demo projects that are not approved yet; returns their names."""
     today = today or dt.datetime.now(dt.UTC).date()
     approved = []
-    for request in demo_projects(today):
+    for request in demo_projects(today, file):
         project = session.scalars(select(Project).where(Project.slug == request.project)).first()
         if project is not None and project.current_approval_id is not None:
             continue

@@ -17,6 +17,7 @@ from tornado import ioloop, web
 
 from enclave.console import board, pages, releases
 from enclave.console.web import STATIC, Context, NotFoundPage
+from enclave.findings.serving import CatalogueHandler
 
 ID = r"([0-9]{1,12})"  # the page refuses anything outside 1..MAX_ID with a 404
 SLUG = r"([a-z0-9_-]{1,64})"
@@ -41,6 +42,7 @@ def routes(ctx: Context) -> list:
         (p + "audit", pages.AuditPage, page),
         (p + "oauth_callback", HubOAuthCallbackHandler),
         (p + r"static/(.*)", web.StaticFileHandler, {"path": str(STATIC)}),
+        (p + r"catalogue/(.*)", CatalogueHandler),  # the public findings: no sign-in
     ]
 
 

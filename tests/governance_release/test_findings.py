@@ -223,3 +223,41 @@ def test_a_reader_finds_a_finding_and_sees_its_table_chart_and_provenance(served
         assert answer.ok and answer.json()["items"][0]["title"] == SPEC["title"]
         browser.close()
     assert errors == []  # the CSP allows the page's own script and styles; nothing else runs
+
+
+def test_the_console_serves_the_catalogue_without_sign_in_and_nothing_else(approved_project, outputs, make_outputs):
+    import asyncio
+
+    import requests
+    from tornado import httpserver, web
+
+    from enclave.findings.serving import CatalogueHandler
+
+    rid, _, _ = _released_request(approved_project, outputs, make_outputs)
+    record = findings.publish("alice", rid, FindingSpec(**SPEC))
+    (findings.public_dir() / ".staging-left").mkdir()
+    (findings.public_dir() / ".staging-left" / "secret.csv").write_text("x\n")
+    ready, stop = threading.Event(), {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        server = httpserver.HTTPServer(web.Application([(r"/services/console/catalogue/(.*)", CatalogueHandler)]))
+        server.listen(0, "127.0.0.1")
+        stop["port"] = next(iter(server._sockets.values())).getsockname()[1]
+        stop["loop"] = loop
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=serve, daemon=True).start()
+    assert ready.wait(10)
+    base = f"http://127.0.0.1:{stop['port']}/services/console/catalogue/"
+    try:
+        page = requests.get(base, timeout=10)
+        assert page.status_code == 200 and "IDS findings" in page.text
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        assert requests.get(base + f"findings/{record['slug']}/index.html", timeout=10).status_code == 200
+        for path in (".staging-left/secret.csv", "../registry.db", "%2e%2e/registry.db", "findings/../../registry.db"):
+            assert requests.get(base + path, timeout=10).status_code in (403, 404), path
+    finally:
+        stop["loop"].call_soon_threadsafe(stop["loop"].stop)
