@@ -86,6 +86,6 @@ def test_reviewer_sees_the_verdict_per_output_and_per_cell(approved_project, mak
     cli("alice", "release", "submit", rid)
     shown = cli("rev1", "review", "show", rid)
     assert shown.exit_code == 0
-    assert "fail" in shown.output and "neighbourhood=" in shown.output and "grade=" in shown.output
+    assert "fail" in shown.output and "neighbourhood=" in shown.output and "days_attended=" in shown.output
     refused = cli("rev1", "review", "approve", rid, "--override", name)
     assert refused.exit_code == 1 and "approval_overrides_every_failed_output" in refused.output
