@@ -68,7 +68,8 @@ def check_now(url: str, username: str, project: str, name: str) -> dict:
     from disclosure_control import differencing
     from disclosure_control.rules import load_rules
 
-    from enclave.airlock.checking import _plain, dataset_id, extract_loader, gate_file
+    from enclave.airlock.verification import dataset_id, extract_loader, gate_file, ledger_path
+    from enclave.airlock.verification import plain as _plain
 
     _, extract_path, version, agencies = _active_actor(url, username, project)
     if extract_path is None:
@@ -88,7 +89,7 @@ def check_now(url: str, username: str, project: str, name: str) -> dict:
             os.close(fd)
         try:
             verdict = gate_file(folder, name, extract_loader(extract_dir, manifest), load_rules(None, agencies),
-                                differencing.Ledger(publishing.ledger_path()), dataset_id(project, version))
+                                differencing.Ledger(ledger_path()), dataset_id(project, version))
             data = _plain(verdict)
         except Exception as error:  # fail closed, as the gate does
             data = {"status": "fail", "reasons": [f"gate error: {type(error).__name__}"]}
