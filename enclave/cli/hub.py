@@ -101,6 +101,7 @@ def _run(settings: Settings) -> None:
             started.append(launcher.start_hub(settings))
         out.print(f"[bold green]Enclave workspaces at {oidc_files.public_url(settings)}/hub/[/]")
         out.print(f"[bold green]Enclave console at {oidc_files.public_url(settings)}/services/console/[/]")
+        out.print(f"[bold green]Public findings (no sign-in) at {oidc_files.public_url(settings)}/services/console/catalogue/[/]")
         out.print(f"identity provider: {oidc_files.issuer(settings)}")
         if not settings.oidc_issuer:
             _print_logins(settings)
@@ -148,5 +149,9 @@ def demo() -> None:
         raise typer.Exit(1) from None
     with out.status("preparing demo data, projects and extracts..."):
         demo_data.prepare(settings)
+    with out.status("answering the city's four questions and publishing the findings..."):
+        from enclave import demo_findings
+
+        demo_findings.publish_all(settings)
     write_demo_accounts(settings)
     _run(settings)
