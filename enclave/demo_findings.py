@@ -94,6 +94,12 @@ def answer(settings: Settings, case: UseCase) -> str | None:
     rid = requests.create(case.researcher, case.project, files, case.spec["title"])
     requests.submit(case.researcher, rid)
     failed = [f["name"] for f in views.describe(REVIEWERS[0], rid)["files"] if f["verdict"] == "fail"]
+    from enclave.cohorts.report import derived_from
+
+    # Rates and charts computed from a counts table that failed would carry what it hides.
+    for derived, source in derived_from(outputs).items():
+        if derived in files and source in failed and derived not in failed:
+            failed.append(derived)
     if failed:
         # The demo publishes what passes; a failing output stays in the airlock for a person to look at.
         reviews.review(REVIEWERS[0], rid, "return", comments="outputs that fail the gate: " + ", ".join(failed))

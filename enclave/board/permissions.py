@@ -133,3 +133,10 @@ def check_can_read_board_business(person: Person) -> None:
     check_active(person)
     if not (has_role(person, Role.board_member) or has_role(person, Role.admin)):
         raise NotPermitted(f"{person.username} is neither a board member nor an admin")
+
+
+def check_can_manage_deposits(person: Person, stewards_of_source: Iterable[int]) -> None:
+    """A source's deposits are withdrawn or superseded by its stewards, a linkage operator or an admin."""
+    check_active(person)
+    if not (person.id in set(stewards_of_source) or has_role(person, Role.linkage_operator) or has_role(person, Role.admin)):
+        raise NotPermitted(f"{person.username} is not a steward of this source and may not withdraw or supersede its deposits")

@@ -191,11 +191,30 @@ DEFINITIONS_ENV = "ENCLAVE_SOURCE_DEFINITIONS"
 
 
 def _actor() -> str:
-    import getpass
+    """The registry person this command acts as (enclave.cli.common.caller)."""
+    from enclave.cli.common import caller
 
-    from enclave.settings import get_settings
+    return caller()
 
-    return get_settings().user or getpass.getuser()
+
+def _require_deposit_manager(source: str) -> str:
+    """Refuse unless the caller may withdraw or supersede ``source``'s deposits; returns the caller."""
+    from sqlalchemy import select
+
+    from enclave.board import permissions as who
+    from enclave.board.console import run
+    from enclave.people import get_person
+    from enclave.registry.models import Source, SourceSteward
+
+    actor = _actor()
+
+    def check(session) -> None:  # noqa: ANN001
+        stewards = session.scalars(select(SourceSteward.person_id).join(Source, Source.id == SourceSteward.source_id)
+                                   .where(Source.name == source)).all()
+        who.check_can_manage_deposits(get_person(session, actor), stewards)
+
+    run(check, readonly=True)
+    return actor
 
 
 def _audit(action: str, subject: str, details: dict) -> None:
@@ -216,8 +235,9 @@ def withdraw(
     from enclave.settings import get_settings
     from linkage.deposits import DepositError, withdraw as withdraw_deposit
 
+    actor = _require_deposit_manager(source)
     try:
-        manifest = withdraw_deposit(get_settings().vault, source, deposit_id, reason, _actor())
+        manifest = withdraw_deposit(get_settings().vault, source, deposit_id, reason, actor)
     except DepositError as exc:
         err.print(f"[red]refused[/red]: {exc}")
         raise typer.Exit(1) from None
@@ -242,6 +262,7 @@ def supersede(
     from linkage.ingest_read import FileRejected
     from linkage.sources import SourceDefinitionError, UnknownSource, get_definition
 
+    _require_deposit_manager(source)
     try:
         definition = get_definition(source, definitions_dir)
         result = ingest_file(definition, file, get_settings().vault, chunk_rows=chunk_rows, supersedes=deposit_id)

@@ -5,6 +5,7 @@ tables do not already show.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,36 @@ def comparison_report(session: Any, result: Cohort, measure: str, by: list[str] 
     outputs = Path(getattr(session, "outputs_dir", "."))
     out = {}
     rows = getattr(result, "rows", result.units)
+    derived = _derived_index(outputs)
     for dim in by or [c for c in result.definition.compare_by if c in rows.columns]:
+        before = set(outputs.glob("*.evidence.json"))
         published = counts(session, result, measure, dim)
+        made = sorted(set(outputs.glob("*.evidence.json")) - before)
         table = rates(published, measure)
         stem = f"{result.definition.name}_{measure}_by_{dim}"
         table.to_csv(outputs / f"{stem}_rates.csv")
         chart(table, f"{measure.replace('_', ' ')} by {dim.replace('_', ' ')}", outputs / f"{stem}_rates.png")
+        if made:  # rates and charts say what their counts table says: they stand or fall with it
+            try:
+                source = json.loads(made[-1].read_text(encoding="utf-8"))["output_file"]
+            except (OSError, ValueError, KeyError):
+                source = made[-1].name[: -len(".evidence.json")] + ".csv"
+            derived[f"{stem}_rates.csv"] = derived[f"{stem}_rates.png"] = source
         out[dim] = table
+    (outputs / DERIVED_INDEX).write_text(json.dumps(derived, indent=1, sort_keys=True), encoding="utf-8")
     return out
+
+
+DERIVED_INDEX = ".derived_from.json"  # rates/chart file -> the checked counts table it was computed from
+
+
+def _derived_index(outputs: Path) -> dict[str, str]:
+    try:
+        return json.loads((outputs / DERIVED_INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def derived_from(outputs: Path) -> dict[str, str]:
+    """Which checked counts table each rates file and chart was computed from."""
+    return _derived_index(Path(outputs))

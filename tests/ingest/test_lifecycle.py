@@ -223,15 +223,19 @@ def test_killed_at_every_step_linkage_reads_only_whole_deposits(definition, kit,
     assert step >= 7  # five staged files, the manifest, the old deposit's tombstone: every one was a kill point
 
 
-def test_cli_withdraw_supersede_and_list_are_audited(enclave_home, kit, tmp_path, monkeypatch):
+def test_cli_withdraw_supersede_and_list_are_audited(registry, kit, tmp_path, monkeypatch):
+    from enclave import people
+    from enclave.board.console import run
     from enclave.cli import app
     from enclave.settings import get_settings
+
+    run(lambda s: people.register_source(s, "admin", "clinic", "City Clinics", stewards=["stew"]))
 
     defs = tmp_path / "defs"
     defs.mkdir()
     (defs / "clinic.yaml").write_text(json.dumps(kit.DEFINITION))
     monkeypatch.setenv("ENCLAVE_SOURCE_DEFINITIONS", str(defs))
-    monkeypatch.setenv("ENCLAVE_USER", "steward1")
+    monkeypatch.setenv("ENCLAVE_USER", "stew")
     get_settings.cache_clear()
     runner = CliRunner()
     first = kit.write_csv(tmp_path / "clinic.csv", [dict(r, visit_date="05/06/2024") for r in _rows(kit, 3)])
@@ -243,6 +247,13 @@ def test_cli_withdraw_supersede_and_list_are_audited(enclave_home, kit, tmp_path
     out = runner.invoke(app, ["data", "supersede", "clinic", deposit_id, str(fixed)])
     assert out.exit_code == 0, out.output
     (new_id,) = deposits.live_deposits(vault, "clinic")
+    monkeypatch.setenv("ENCLAVE_USER", "alice")  # a researcher is no steward of the clinic's data
+    get_settings.cache_clear()
+    out = runner.invoke(app, ["data", "withdraw", "clinic", new_id, "--reason", "wrong agency"])
+    assert out.exit_code == 1 and "not a steward" in out.output, out.output
+    assert deposits.live_deposits(vault, "clinic") == [new_id]
+    monkeypatch.setenv("ENCLAVE_USER", "stew")
+    get_settings.cache_clear()
     out = runner.invoke(app, ["data", "withdraw", "clinic", new_id, "--reason", "wrong agency"])
     assert out.exit_code == 0, out.output
     out = runner.invoke(app, ["data", "deposits", "clinic"])
@@ -251,11 +262,10 @@ def test_cli_withdraw_supersede_and_list_are_audited(enclave_home, kit, tmp_path
     assert out.exit_code == 1 and "no deposit 'nope'" in out.output and "Traceback" not in out.output
 
     from enclave import audit
-    from enclave.board.console import run
 
     events = run(lambda s: [(e.action, e.subject, e.actor) for e in audit.show(s, audit.Filters(action="data.deposit"))], readonly=True)
-    assert events == [("data.deposit.superseded", f"clinic/{deposit_id}", "steward1"),
-                      ("data.deposit.withdrawn", f"clinic/{new_id}", "steward1")]
+    assert events == [("data.deposit.superseded", f"clinic/{deposit_id}", "stew"),
+                      ("data.deposit.withdrawn", f"clinic/{new_id}", "stew")]
 
 
 def test_domains_are_data_a_site_adds_its_own(tmp_path, kit):
