@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from oauthenticator.generic import GenericOAuthenticator
 
-from hub_config.handlers import SERVER_API_ROUTE, WorkspaceServerAPIHandler
+from hub_config.handlers import (
+    ACTIVITY_API_ROUTE,
+    SERVER_API_ROUTE,
+    WorkspaceActivityAPIHandler,
+    WorkspaceServerAPIHandler,
+)
 
 
 class EnclaveOAuthenticator(GenericOAuthenticator):
     """GenericOAuthenticator whose handlers also replace the server REST API (authenticator handlers come first)."""
 
     def get_handlers(self, app):  # noqa: ANN001, ANN201 - JupyterHub API
-        return [(SERVER_API_ROUTE, WorkspaceServerAPIHandler), *super().get_handlers(app)]
+        return [(SERVER_API_ROUTE, WorkspaceServerAPIHandler), (ACTIVITY_API_ROUTE, WorkspaceActivityAPIHandler),
+                *super().get_handlers(app)]

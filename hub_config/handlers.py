@@ -7,7 +7,7 @@ served ahead of JupyterHub's own through ``EnclaveOAuthenticator.get_handlers``.
 """
 from __future__ import annotations
 
-from jupyterhub.apihandlers.users import UserServerAPIHandler
+from jupyterhub.apihandlers.users import ActivityAPIHandler, UserServerAPIHandler
 from tornado import web
 
 SERVER_API_ROUTE = r"/api/users/([^/]+)/servers/([^/]*)"
@@ -27,3 +27,20 @@ class WorkspaceServerAPIHandler(UserServerAPIHandler):
         if body.get("user_options"):
             raise web.HTTPError(400, "A workspace takes no options: it is defined by its project's approval.")
         await super().post(user_name, server_name)
+
+
+ACTIVITY_API_ROUTE = r"/api/users/([^/]+)/activity"
+
+
+class WorkspaceActivityAPIHandler(ActivityAPIHandler):
+    """Activity is reported by the workspace server through the hub's socket, never through the proxy.
+
+    The server's token has no other scope (``SandboxSpawner.server_token_scopes``); a copy of it
+    used from outside (the proxy adds ``X-Forwarded-For`` to every request it forwards) could only
+    keep an idle workspace alive, and is refused.
+    """
+
+    async def post(self, user_name: str) -> None:
+        if self.request.headers.get("X-Forwarded-For"):
+            raise web.HTTPError(403, "Activity is reported by the workspace itself, not through the proxy.")
+        await super().post(user_name)

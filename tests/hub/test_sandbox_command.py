@@ -45,6 +45,43 @@ def test_only_the_extract_home_and_sockets_of_the_data_root_are_bound(tmp_path):
     assert writable == {"/home/alice", sandbox.SERVER_SOCKET_DIR}
 
 
+def _server_and_kernel(tmp_path: Path) -> tuple[list[str], list[str]]:
+    """The two sandboxes of one workspace as the spawner builds them (server uid; researcher in the kernel)."""
+    server_uid = sandbox.server_uid("alice", "alpha")
+    server = _spec(tmp_path, uid=server_uid, gid=server_uid, extract_path=None, kernels_dir=tmp_path / "run" / "abc.k")
+    kernel = _spec(tmp_path, groups=(server_uid,), socket_dir=None, hub_socket=None, kernels_dir=tmp_path / "run" / "abc.k",
+                   data_files=((9, sandbox.KERNEL_CONNECTION_FILE),), chdir="/home/alice/sub",
+                   command=("python", "-m", "hub_config.kernels.start", "-f", sandbox.KERNEL_CONNECTION_FILE))
+    return sandbox.bwrap_argv(server), sandbox.bwrap_argv(kernel)
+
+
+def test_kernel_sandbox_sees_neither_the_server_sockets_nor_the_hub(tmp_path):
+    server_argv, kernel_argv = _server_and_kernel(tmp_path)
+    kernel = _binds(kernel_argv)
+    assert sandbox.SERVER_SOCKET_DIR not in kernel and sandbox.HUB_SOCKET not in kernel
+    assert {dest for dest, (kind, _) in kernel.items() if kind == "--bind"} == {"/home/alice", sandbox.KERNELS_DIR}
+    assert kernel["/data"] == ("--ro-bind", str(tmp_path / "var/extracts/alpha/1"))
+    i = kernel_argv.index("--ro-bind-data")
+    assert kernel_argv[i - 2: i + 3] == ["--perms", "0444", "--ro-bind-data", "9", sandbox.KERNEL_CONNECTION_FILE]
+    assert kernel_argv[kernel_argv.index("--chdir") + 1] == "/home/alice/sub"
+    setpriv = kernel_argv[kernel_argv.index("--") + 1:]
+    assert "--reuid=20005" in setpriv and "--regid=30001" in setpriv
+    assert f"--groups={sandbox.server_uid('alice', 'alpha')}" in setpriv and "--no-new-privs" in setpriv
+
+
+def test_server_sandbox_runs_under_its_own_uid_without_the_extract(tmp_path):
+    server_argv, _ = _server_and_kernel(tmp_path)
+    server = _binds(server_argv)
+    assert "/data" not in server
+    assert {dest for dest, (kind, _) in server.items() if kind == "--bind"} == {
+        "/home/alice", sandbox.SERVER_SOCKET_DIR, sandbox.KERNELS_DIR}
+    uid = sandbox.server_uid("alice", "alpha")
+    setpriv = server_argv[server_argv.index("--") + 1:]
+    assert f"--reuid={uid}" in setpriv and f"--regid={uid}" in setpriv and "--clear-groups" in setpriv
+    assert uid >= sandbox.SERVER_UID_BASE and uid != 20005
+    assert len({sandbox.server_uid(u, p) for u in ("alice", "bob") for p in ("alpha", "beta")}) == 4
+
+
 def test_namespaces_privileges_and_limits(tmp_path):
     argv = sandbox.bwrap_argv(_spec(tmp_path))
     bwrap_part = argv[: argv.index("--")]
