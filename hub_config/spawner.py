@@ -429,8 +429,10 @@ class SandboxSpawner(Spawner):
 
     def _host_env(self) -> dict[str, str]:
         """The host process's environment: the hub's settings (for the audit), no hub secrets."""
-        return {k: v for k, v in os.environ.items()
-                if k.startswith(("ENCLAVE_", "LANG", "LC_", "PATH", "PYTHON")) or k in ("HOME", "TZ")}
+        env = {k: v for k, v in os.environ.items()
+               if k.startswith(("ENCLAVE_", "LANG", "LC_", "PATH", "PYTHON")) or k in ("HOME", "TZ")}
+        env["WORKSPACE_HOST_PARENT_PID"] = str(os.getpid())  # the host process dies with the hub (PR_SET_PDEATHSIG)
+        return env
 
     def _log_path(self) -> Path:
         return Path(self.log_dir) / f"{self._server_dir_name()}.log"

@@ -23,13 +23,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_unix_socket
-
 from hub_config import sandbox, seccomp_filter
-from hub_config.gateway import policy
-from hub_config.gateway.proxy import Gateway
-from hub_config.kernels.broker import KernelBroker
 
 log = logging.getLogger("enclave.workspace")
 
@@ -81,6 +75,23 @@ async def run(spec: dict) -> int:
     socket_dir = Path(spec["server"]["socket_dir"])
     server_uid = server_spec.uid
 
+    seccomp_fd = seccomp_filter.bpf_fd()
+    argv = sandbox.bwrap_argv(sandbox.SandboxSpec(**{**server_spec.__dict__, "seccomp_fd": seccomp_fd}), **tools)
+    try:
+        server = await asyncio.create_subprocess_exec(*argv, env=spec["server_env"], stdin=asyncio.subprocess.DEVNULL,
+                                                      cwd="/", pass_fds=(seccomp_fd,), start_new_session=True)
+    finally:
+        os.close(seccomp_fd)
+
+    # The server takes about a second to listen: the gateway and the broker are set up meanwhile
+    # (the spawner waits for both sockets, and no kernel is asked for before the server is ready).
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_unix_socket
+
+    from hub_config.gateway import policy
+    from hub_config.gateway.proxy import Gateway
+    from hub_config.kernels.broker import KernelBroker
+
     broker = KernelBroker(kernel_template, spec["kernel_env"], tools, max_kernels=spec.get("max_kernels", 8))
     broker_server = await broker.serve(socket_dir / "broker.sock", server_uid)
 
@@ -91,14 +102,6 @@ async def run(spec: dict) -> int:
     gateway_socket = bind_unix_socket(spec["gateway_socket"], mode=0o600)
     http = HTTPServer(gateway.app(), max_body_size=limits.request_body, xheaders=False)
     http.add_socket(gateway_socket)
-
-    seccomp_fd = seccomp_filter.bpf_fd()
-    argv = sandbox.bwrap_argv(sandbox.SandboxSpec(**{**server_spec.__dict__, "seccomp_fd": seccomp_fd}), **tools)
-    try:
-        server = await asyncio.create_subprocess_exec(*argv, env=spec["server_env"], stdin=asyncio.subprocess.DEVNULL,
-                                                      cwd="/", pass_fds=(seccomp_fd,), start_new_session=True)
-    finally:
-        os.close(seccomp_fd)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,8 +126,20 @@ async def run(spec: dict) -> int:
     return server.returncode if server.returncode is not None else 1
 
 
+def die_with_parent(expected_parent: int) -> None:
+    """Be killed when the hub dies (as bwrap's --die-with-parent does for the sandboxes under this process)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != expected_parent:  # the hub died before the line above
+        os._exit(1)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s")
+    if os.environ.get("WORKSPACE_HOST_PARENT_PID"):
+        die_with_parent(int(os.environ["WORKSPACE_HOST_PARENT_PID"]))
     spec_path = Path(sys.argv[1])
     spec = json.loads(spec_path.read_text())
     spec_path.unlink()  # it holds the server's hub token: nobody reads it twice

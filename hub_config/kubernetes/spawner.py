@@ -174,7 +174,9 @@ class EnclaveKubeSpawner(KubeSpawner):
                 "image": self.image,
                 "command": ["python", "-m", "hub_config.gateway", f"--port={GATEWAY_PORT}",
                             f"--upstream={sandbox.SERVER_SOCKET}", f"--base-url={base_url}"],
-                "ports": [{"name": "gateway", "containerPort": GATEWAY_PORT}],
+                # No port of its own: KubeSpawner declares "notebook-port" (self.port) on the notebook
+                # container, which the chart's NetworkPolicy names; the pod shares one network namespace,
+                # so that declared port is this container's listener (the server listens on no port).
                 "env": [{"name": "ENCLAVE_SERVER_TOKEN", "value": self.api_token or ""}],
                 "securityContext": _locked_down(self.gateway_uid, self.gateway_uid),
                 "volumeMounts": [

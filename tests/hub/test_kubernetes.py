@@ -158,9 +158,11 @@ def test_no_token_reaches_the_kernel_container_and_the_proxy_reaches_the_gateway
     assert server_env["JUPYTER_CONFIG_DIR"] == "/etc/enclave/jupyter"
     assert "--ServerApp.sock=/run/jupyter/server.sock" in containers["notebook"]["args"]
     assert "--KernelProvisionerFactory.default_provisioner_name=enclave-sandbox" in containers["notebook"]["args"]
-    assert not containers["notebook"].get("ports")
-    assert containers["gateway"]["ports"][0]["containerPort"] == spawner.port
+    # The port the proxy reaches (declared by KubeSpawner on the notebook container) is the gateway's.
+    assert [p["containerPort"] for p in containers["notebook"]["ports"]] == [spawner.port]
+    assert f"--port={spawner.port}" in containers["gateway"]["command"]
     assert "--upstream=/run/jupyter/server.sock" in containers["gateway"]["command"]
+    assert not containers["gateway"].get("ports")
 
 
 @pytest.mark.parametrize(("user", "project", "reason"), [
