@@ -7,6 +7,8 @@ served ahead of JupyterHub's own through ``EnclaveOAuthenticator.get_handlers``.
 """
 from __future__ import annotations
 
+import inspect
+
 from jupyterhub.apihandlers.users import ActivityAPIHandler, UserServerAPIHandler
 from tornado import web
 
@@ -43,4 +45,6 @@ class WorkspaceActivityAPIHandler(ActivityAPIHandler):
     async def post(self, user_name: str) -> None:
         if self.request.headers.get("X-Forwarded-For"):
             raise web.HTTPError(403, "Activity is reported by the workspace itself, not through the proxy.")
-        await super().post(user_name)
+        result = super().post(user_name)
+        if inspect.isawaitable(result):
+            await result

@@ -376,7 +376,6 @@ class SandboxSpawner(Spawner):
             "--ServerApp.contents_manager_class=hub_config.single_user.contents.EnclaveContentsManager",
             f"--KernelProvisionerFactory.default_provisioner_name={KERNEL_PROVISIONER}",
             "--KernelManager.transport=ipc",
-            f"--MultiKernelManager.connection_dir={sandbox.KERNELS_DIR}",
         ]
         if not self.terminals_enabled:
             args.append("--ServerApp.terminals_enabled=False")

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
@@ -56,6 +57,11 @@ class SandboxProvisioner(KernelProvisionerBase):
         if km.transport != "ipc":
             raise BrokerError("kernels of a workspace use the ipc transport (KernelManager.transport)")
         kwargs.pop("extra_arguments", None)
+        # The server's runtime directory (its cookie secret, its jpserver file) stays private: the
+        # connection file and the ipc sockets go to the kernels' directory, which the kernel sandbox sees.
+        stem = Path(km.connection_file).stem
+        km.connection_file = f"{sandbox.KERNELS_DIR}/{stem}.json"
+        km.ip = f"{sandbox.KERNELS_DIR}/{stem}-ipc"
         km.write_connection_file()
         self.connection_info = km.get_connection_info()
         return await super().pre_launch(cmd=km.format_kernel_cmd(), **kwargs)

@@ -115,7 +115,6 @@ class EnclaveKubeSpawner(KubeSpawner):
             "--ServerApp.contents_manager_class=hub_config.single_user.contents.EnclaveContentsManager",
             "--KernelProvisionerFactory.default_provisioner_name=enclave-sandbox",
             "--KernelManager.transport=ipc",
-            f"--MultiKernelManager.connection_dir={sandbox.KERNELS_DIR}",
             "--ServerApp.terminals_enabled=False",
         ]
         self.volumes = [

@@ -33,8 +33,23 @@ USER, PROJECT = "bob", "beta"
 BASE = f"/user/{USER}/{PROJECT}/"
 
 
+def _of_this_hub(proc: psutil.Process) -> bool:
+    """True when an ancestor of ``proc`` was started for this hub's data root (other hubs run on this machine)."""
+    from hub_config.spawner import short_runtime_dir
+
+    settings = HUB["settings"]
+    marks = (str(settings.home), str(short_runtime_dir(str(settings.hub_dir.resolve()))))
+    try:
+        return any(mark in arg for parent in proc.parents() for arg in parent.cmdline() for mark in marks)
+    except psutil.Error:
+        return False
+
+
+HUB: dict = {}
+
+
 def _server_process() -> psutil.Process:
-    """The workspace's Jupyter server, found from the host by its environment (either layout)."""
+    """The workspace's Jupyter server of this hub, found from the host by its environment (either layout)."""
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if "jupyterhub-singleuser" not in cmdline or "--ServerApp.sock" not in cmdline:
@@ -43,7 +58,7 @@ def _server_process() -> psutil.Process:
             env = proc.environ()
         except psutil.Error:
             continue
-        if env.get("JUPYTERHUB_USER") == USER and env.get("JUPYTERHUB_SERVER_NAME") == PROJECT:
+        if env.get("JUPYTERHUB_USER") == USER and env.get("JUPYTERHUB_SERVER_NAME") == PROJECT and _of_this_hub(proc):
             return proc
     raise AssertionError("no running server of the workspace")
 
@@ -59,6 +74,7 @@ def _wait_for(predicate, timeout: float = 30, what: str = "state") -> None:  # n
 @pytest.fixture(scope="module")
 def bob_in_beta(running_hub):
     """Bob logged in, his beta workspace running, a kernel open, an extract copy in his home."""
+    HUB["settings"] = running_hub.settings
     session = hubclient.login(running_hub.url, USER, PASSWORDS[USER])
     started = hubclient.start_server(session, running_hub.url, USER, PROJECT)
     assert started.status_code in (201, 202), started.text
@@ -217,19 +233,32 @@ def test_a_replaced_server_gets_nothing_through_the_gateway(running_hub, bob_in_
     jupyterhub-singleuser holding the real server's credentials; the browser still gets no file out."""
     session, kernel = bob_in_beta
     server = _server_process()
-    env = {**server.environ(), "JUPYTER_CONFIG_DIR": tempfile.mkdtemp(prefix="plain-config-")}
+    from urllib.parse import quote
+
+    hub_api = f"http+unix://{quote(str(running_hub.settings.hub_dir / 'run' / 'hub.sock'), safe='')}/hub/api"
+    env = {**server.environ(), "JUPYTER_CONFIG_DIR": tempfile.mkdtemp(prefix="plain-config-"),
+           "JUPYTER_RUNTIME_DIR": tempfile.mkdtemp(prefix="plain-runtime-"), "JUPYTERHUB_API_URL": hub_api,
+           "JUPYTERHUB_ACTIVITY_URL": f"{hub_api}/users/{USER}/activity"}
     socket_dir = _runtime_dirs(running_hub)
     home = running_hub.settings.home / "workspaces" / PROJECT / USER
     os.rename(socket_dir / "server.sock", socket_dir / "real.sock")
+    plain_log = open(Path(env["JUPYTER_RUNTIME_DIR"]) / "plain.log", "wb")  # noqa: SIM115 - closed below
     plain = subprocess.Popen([str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser"), "--allow-root",
                               f"--ServerApp.sock={socket_dir / 'server.sock'}", f"--ServerApp.root_dir={home}",
                               "--ServerApp.terminals_enabled=True"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             env=env, stdout=plain_log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: (socket_dir / "server.sock").exists(), 60, "the plain server")
+        try:
+            _wait_for(lambda: (socket_dir / "server.sock").exists(), 60, "the plain server")
+        except AssertionError:
+            raise AssertionError((Path(env["JUPYTER_RUNTIME_DIR"]) / "plain.log").read_text()[-3000:]) from None
         url = running_hub.url
-        lab = session.get(f"{url}{BASE}api/status", timeout=30)
-        assert lab.status_code == 200, lab.status_code  # the control: the plain server answers through the gateway
+        # The controls: the plain server has its own cookie secret, so the browser signs in to it again
+        # (OAuth with the hub, as the attack of the issue did); then it answers through the gateway.
+        lab = session.get(f"{url}{BASE}lab", timeout=60)
+        assert lab.status_code == 200, lab.status_code
+        listing = session.get(f"{url}{BASE}api/contents", timeout=30)
+        assert listing.status_code == 200 and "leak.parquet" in listing.text, listing.status_code
         for path in ("files/leak.parquet", "view/leak.parquet", "nbconvert/html/leak.parquet?download=true",
                      "api/contents/leak.parquet?type=file&format=base64", "api/contents/leak.parquet?content=1",
                      "api/terminals", "terminals/1"):
@@ -238,8 +267,10 @@ def test_a_replaced_server_gets_nothing_through_the_gateway(running_hub, bob_in_
     finally:
         plain.kill()
         plain.wait(10)
+        plain_log.close()
         os.replace(socket_dir / "real.sock", socket_dir / "server.sock")
-        shutil.rmtree(env["JUPYTER_CONFIG_DIR"], ignore_errors=True)
+        for d in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR"):
+            shutil.rmtree(env[d], ignore_errors=True)
 
 
 def test_a_killed_server_leaves_a_dead_workspace(running_hub, bob_in_beta):
