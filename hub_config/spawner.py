@@ -262,6 +262,8 @@ class SandboxSpawner(Spawner):
         group = self._server_uid(grant)
         home.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(home.parent, 0o711)
+        if home.is_symlink() or (home.exists() and not home.is_dir()):
+            raise RuntimeError("the workspace home is not a directory")
         if home.exists():
             if os.stat(home).st_mode & 0o7777 != 0o2770 or os.stat(home).st_gid != group:
                 self._share_with_group(home, grant.uid, group)  # a home from before the server had its own uid
