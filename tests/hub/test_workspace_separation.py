@@ -35,10 +35,12 @@ BASE = f"/user/{USER}/{PROJECT}/"
 
 def _of_this_hub(proc: psutil.Process) -> bool:
     """True when an ancestor of ``proc`` was started for this hub's data root (other hubs run on this machine)."""
-    from hub_config.spawner import short_runtime_dir
+    from hub_config import spawner
 
     settings = HUB["settings"]
-    marks = (str(settings.home), str(short_runtime_dir(str(settings.hub_dir.resolve()))))
+    marks = [str(settings.home)]
+    if hasattr(spawner, "short_runtime_dir"):  # absent before issue 11, where the sandbox binds the home
+        marks.append(str(spawner.short_runtime_dir(str(settings.hub_dir.resolve()))))
     try:
         return any(mark in arg for parent in proc.parents() for arg in parent.cmdline() for mark in marks)
     except psutil.Error:
@@ -211,12 +213,12 @@ def test_kernel_cannot_replace_its_server(running_hub, bob_in_beta):
     """The attack of the issue: rename the server's socket, start a plain server in its place."""
     session, kernel = bob_in_beta
     result = _run_json(kernel, REPLACE_SERVER)
-    assert result["replaced"] is False, result
     url = running_hub.url
     for path in ("files/leak.parquet", "api/contents/leak.parquet?type=file&format=base64",
                  "view/leak.parquet", "api/terminals"):
-        answer = session.get(f"{url}{BASE}{path}", headers=kernel.headers, timeout=30)
-        assert _not_leaked(answer) and answer.status_code != 200, (path, answer.status_code)
+        answer = session.get(f"{url}{BASE}{path}", headers=kernel.headers, timeout=60)
+        assert _not_leaked(answer) and answer.status_code != 200, (path, answer.status_code, result)
+    assert result["replaced"] is False, result
 
 
 def _runtime_dirs(running_hub) -> Path:
