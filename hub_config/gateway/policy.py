@@ -112,15 +112,22 @@ def is_image(mimetype: str, data: bytes) -> bool:
     return any(data.startswith(magic) for magic in IMAGE_MIMETYPES.get(mimetype, ()))
 
 
-def check_base64_model(model: dict, limits: Limits) -> None:
-    """A base64 file model (read or write) passes only as a real image within the image limit."""
+def check_base64_model(model: dict, limits: Limits, destination: str | None = None) -> None:
+    """A base64 file model (read or write) passes only as a real image within the image limit.
+
+    ``destination``: for a write, the path in the request's URL, which is where the server saves
+    the file; its name alone decides the type (the model's own name and mimetype are claims).
+    """
     if model.get("format") != "base64" or model.get("content") is None:
         return
     try:
         data = base64.b64decode(model["content"], validate=False)
     except (binascii.Error, TypeError, ValueError):
         raise Refused(403, "binary content refused") from None
-    mimetype = model.get("mimetype") or _mimetype_of(model.get("name") or model.get("path") or "")
+    if destination is not None:
+        mimetype = _mimetype_of(destination.rsplit("/", 1)[-1])
+    else:
+        mimetype = model.get("mimetype") or _mimetype_of(model.get("name") or model.get("path") or "")
     if not is_image(mimetype, data[:16]):
         raise Refused(403, "binary files other than images do not leave or enter the workspace")
     if len(data) > limits.image_bytes:

@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from tornado import httpclient, httputil, web, websocket
 from tornado.netutil import Resolver
@@ -95,7 +96,7 @@ class ForwardHandler(web.RequestHandler):
             policy.check_credentials(headers, req.query, gateway.server_token)
             body = req.body if req.method in ("POST", "PUT", "PATCH") else None
             if body and route is policy.Route.CONTENTS:
-                _check_contents_request(body, gateway.limits)
+                _check_contents_request(body, gateway.limits, unquote(req.path))
         except policy.Refused as refused:
             log.info("refused %s %s: %s", req.method, policy.Route.__name__, refused.reason)
             return _refuse(self, refused)
@@ -139,13 +140,13 @@ class ForwardHandler(web.RequestHandler):
     get = post = put = patch = delete = head = options = _forward
 
 
-def _check_contents_request(body: bytes, limits: policy.Limits) -> None:
+def _check_contents_request(body: bytes, limits: policy.Limits, destination: str) -> None:
     try:
         model = json.loads(body)
     except ValueError:
         raise policy.Refused(400, "the contents API takes JSON") from None
     if isinstance(model, dict):
-        policy.check_base64_model(model, limits)
+        policy.check_base64_model(model, limits, destination)
 
 
 def _check_contents_response(body: bytes, limits: policy.Limits) -> None:

@@ -148,6 +148,14 @@ def test_binary_upload_is_refused_and_a_text_save_passes(gateway_url):
     assert fetch("api/contents/x.csv", method="PUT", body=json.dumps(save)).code == 201
 
 
+def test_an_upload_is_typed_by_where_it_is_saved_not_by_its_claims(gateway_url):
+    fetch, _, _ = gateway_url
+    image = {"type": "file", "format": "base64", "content": base64.b64encode(PNG).decode()}
+    assert fetch("api/contents/upload.png", method="PUT", body=json.dumps(image)).code == 201  # no name in the model
+    claimed = {**image, "name": "x.png", "path": "x.png", "mimetype": "image/png"}
+    assert fetch("api/contents/archive.zip", method="PUT", body=json.dumps(claimed)).code == 403
+
+
 def test_answers_over_the_size_limit_are_refused_and_large_ones_audited(gateway_url):
     fetch, _, audited = gateway_url
     answer = fetch("api/contents/big.ipynb")
