@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from oauthenticator.generic import GenericOAuthenticator
 
-from hub_config.handlers import SERVER_API_ROUTE, TOKEN_PAGE_ROUTE, NoTokenPageHandler, WorkspaceServerAPIHandler
+from hub_config.handlers import (
+    ACTIVITY_API_ROUTE,
+    SERVER_API_ROUTE,
+    TOKEN_PAGE_ROUTE,
+    NoTokenPageHandler,
+    WorkspaceActivityAPIHandler,
+    WorkspaceServerAPIHandler,
+)
 from hub_config.workspace_events import EVENTS_ROUTE, WorkspaceEventsHandler
 
 
@@ -15,5 +22,6 @@ class EnclaveOAuthenticator(GenericOAuthenticator):
     """GenericOAuthenticator whose handlers also replace the server REST API (authenticator handlers come first)."""
 
     def get_handlers(self, app):  # noqa: ANN001, ANN201 - JupyterHub API
-        return [(SERVER_API_ROUTE, WorkspaceServerAPIHandler), (TOKEN_PAGE_ROUTE, NoTokenPageHandler),
-                (EVENTS_ROUTE, WorkspaceEventsHandler), *super().get_handlers(app)]
+        return [(SERVER_API_ROUTE, WorkspaceServerAPIHandler), (ACTIVITY_API_ROUTE, WorkspaceActivityAPIHandler),
+                (TOKEN_PAGE_ROUTE, NoTokenPageHandler), (EVENTS_ROUTE, WorkspaceEventsHandler),
+                *super().get_handlers(app)]

@@ -7,7 +7,9 @@ served ahead of JupyterHub's own through ``EnclaveOAuthenticator.get_handlers``.
 """
 from __future__ import annotations
 
-from jupyterhub.apihandlers.users import UserServerAPIHandler
+import inspect
+
+from jupyterhub.apihandlers.users import ActivityAPIHandler, UserServerAPIHandler
 from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
@@ -38,3 +40,22 @@ class NoTokenPageHandler(BaseHandler):
     @web.authenticated
     async def get(self) -> None:
         raise web.HTTPError(404, "API tokens are not offered in the enclave.")
+
+
+ACTIVITY_API_ROUTE = r"/api/users/([^/]+)/activity"
+
+
+class WorkspaceActivityAPIHandler(ActivityAPIHandler):
+    """Activity is reported by the workspace server through the hub's socket, never through the proxy.
+
+    The server's token has no other scope (``SandboxSpawner.server_token_scopes``); a copy of it
+    used from outside (the proxy adds ``X-Forwarded-For`` to every request it forwards) could only
+    keep an idle workspace alive, and is refused.
+    """
+
+    async def post(self, user_name: str) -> None:
+        if self.request.headers.get("X-Forwarded-For"):
+            raise web.HTTPError(403, "Activity is reported by the workspace itself, not through the proxy.")
+        result = super().post(user_name)
+        if inspect.isawaitable(result):
+            await result

@@ -12,7 +12,7 @@ from enclave.settings import get_settings
 from hub_config import oidc
 from hub_config.authenticator import EnclaveOAuthenticator
 from hub_config.culling import cull_policy
-from hub_config.spawner import SandboxSpawner
+from hub_config.spawner import SandboxSpawner, short_runtime_dir
 
 c = get_config()  # noqa: F821 - injected by JupyterHub
 
@@ -64,7 +64,9 @@ c.JupyterHub.spawner_class = SandboxSpawner
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 0  # one per project; the spawner refuses any other name
 c.SandboxSpawner.hub_socket_path = str(hub_socket)
-c.SandboxSpawner.runtime_dir = str(run_dir / "ws")
+# Workspace sockets under a short lower-case root: an http+unix:// host part is lower-cased by URL
+# parsers and a socket path has at most 107 bytes, whatever ENCLAVE_HOME is (hub_config.spawner).
+c.SandboxSpawner.runtime_dir = str(short_runtime_dir(str(hub_dir.resolve())))
 c.SandboxSpawner.log_dir = str(hub_dir / "logs")
 c.SandboxSpawner.forbidden_roots = [str(settings.home)]
 c.SandboxSpawner.templates_dir = str(repo / "notebooks" / "templates")

@@ -11,3 +11,12 @@ class WorkspaceRefused(web.HTTPError):
         super().__init__(403, "workspace %s refused: %s", project, reason)
         self.reason = reason
         self.jupyterhub_message = f"The workspace of project {project} cannot be opened: {reason}"
+
+
+class WorkspaceFailed(RuntimeError):
+    """A start that failed after it was allowed: the cause is shown on the hub's page and audited."""
+
+    def __init__(self, project: str, cause: str) -> None:
+        super().__init__(f"the workspace of project {project} stopped while starting: {cause}")
+        self.cause = cause
+        self.jupyterhub_message = f"The workspace of project {project} could not start: {cause}"

@@ -106,6 +106,14 @@ def culling_hub(request):
         yield running
 
 
+@pytest.fixture(scope="module")
+def upper_case_hub(request):
+    """A hub whose ENCLAVE_HOME has upper-case letters (issue 11, item 9): the host part of an
+    http+unix:// URL is lower-cased by URL parsers, so no socket path may depend on that case."""
+    with _started_hub(request, idle_cull_seconds=3600, prefix="enclave-Hub-MixedCase-") as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def registry_url(running_hub):
     return running_hub.settings.registry_url

@@ -14,14 +14,23 @@ pytestmark = [pytest.mark.hub, pytest.mark.timeout(300)]
 
 
 def sandboxes_of(home_path: str) -> list[psutil.Process]:
-    """The outer bwrap of each sandbox binding ``home_path`` (its in-namespace init is a second bwrap)."""
-    found = []
+    """One process per running workspace whose sandboxes bind ``home_path``: the nearest ancestor of
+    those bwraps that is not a bwrap (the workspace's host process; its server and each kernel have a
+    sandbox of their own, and each sandbox's in-namespace init is a second bwrap)."""
+    owners: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if proc.info["name"] == "bwrap" and home_path in cmdline:
-            found.append(proc)
-    pids = {p.pid for p in found}
-    return [p for p in found if p.ppid() not in pids]
+        if proc.info["name"] != "bwrap" or home_path not in cmdline:
+            continue
+        try:
+            owner = proc.parent()
+            while owner is not None and owner.name() == "bwrap":
+                owner = owner.parent()
+        except psutil.Error:
+            continue
+        if owner is not None:
+            owners[owner.pid] = owner
+    return list(owners.values())
 
 
 def test_hub_crash_stops_and_records_workspaces_then_they_restart(running_hub):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -82,17 +83,37 @@ def _pod(user: str, project: str):  # noqa: ANN202
     return asyncio.run(build())
 
 
-def test_pod_mounts_only_its_extract_read_only_and_its_home(small_world):
+def _containers(pod: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in pod["spec"]["containers"]}
+
+
+def _mounts(container: dict) -> dict[str, dict]:
+    return {m["mountPath"]: m for m in container["volumeMounts"]}
+
+
+def test_pod_has_server_kernel_and_gateway_containers(small_world):
+    _, _, pod = _pod("alice", "alpha")
+    assert set(_containers(pod)) == {"notebook", "kernels", "gateway"}
+    assert pod["spec"].get("shareProcessNamespace") in (None, False)
+
+
+def test_only_the_kernel_container_mounts_the_extract(small_world):
     grant, spawner, pod = _pod("alice", "alpha")
-    container = pod["spec"]["containers"][0]
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert mounts["/data"]["subPath"] == "alpha/1" and mounts["/data"]["readOnly"] is True
-    assert mounts["/home/alice"]["name"] == "home"
-    assert mounts["/etc/enclave/jupyter"]["readOnly"] is True
+    containers = _containers(pod)
+    kernel = _mounts(containers["kernels"])
+    assert kernel["/data"]["subPath"] == "alpha/1" and kernel["/data"]["readOnly"] is True
+    assert kernel["/home/alice"]["name"] == "home"
+    assert kernel["/etc/enclave/jupyter"]["readOnly"] is True
+    assert set(kernel) == {"/data", "/home/alice", "/etc/enclave/jupyter", "/run/kernels", "/tmp"}
+    server = _mounts(containers["notebook"])
+    assert set(server) == {"/home/alice", "/etc/enclave/jupyter", "/run/jupyter", "/run/kernels", "/tmp"}
+    assert set(_mounts(containers["gateway"])) == {"/run/jupyter", "/tmp"}
+    # The server's socket volume is shared with the gateway only; /tmp is a volume of each container's own.
+    assert server["/run/jupyter"]["name"] == _mounts(containers["gateway"])["/run/jupyter"]["name"]
+    assert len({m["/tmp"]["name"] for m in (kernel, server, _mounts(containers["gateway"]))}) == 3
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["enclave-extracts"]["persistentVolumeClaim"]["readOnly"] is True
     assert volumes["home"]["persistentVolumeClaim"]["claimName"] == "claim-alice--alpha" == spawner.pvc_name
-    assert set(mounts) == {"/data", "/home/alice", "/etc/enclave/jupyter", "/tmp"}
 
 
 def test_home_claims_differ_per_user_and_project(small_world):
@@ -102,20 +123,46 @@ def test_home_claims_differ_per_user_and_project(small_world):
     assert len(asyncio.run(names())) == 3
 
 
-def test_pod_runs_as_the_users_uid_and_projects_gid_without_privileges(small_world):
-    grant, _, pod = _pod("alice", "alpha")
+def test_kernel_runs_as_the_researcher_and_the_server_under_its_own_uid(small_world):
+    from hub_config.sandbox import server_uid
+
+    grant, spawner, pod = _pod("alice", "alpha")
     spec = pod["spec"]
-    ctx = spec["containers"][0]["securityContext"]
-    assert (ctx["runAsUser"], ctx["runAsGroup"]) == (grant.uid, grant.gid)
-    assert ctx["runAsNonRoot"] and ctx["readOnlyRootFilesystem"]
-    assert ctx["allowPrivilegeEscalation"] is False
-    assert ctx["capabilities"]["drop"] == ["ALL"]
-    assert spec["securityContext"]["fsGroup"] == grant.gid
+    containers = _containers(pod)
+    kernel_ctx = containers["kernels"]["securityContext"]
+    server_ctx = containers["notebook"]["securityContext"]
+    gateway_ctx = containers["gateway"]["securityContext"]
+    assert (kernel_ctx["runAsUser"], kernel_ctx["runAsGroup"]) == (grant.uid, grant.gid)
+    workspace = server_uid("alice", "alpha")
+    assert (server_ctx["runAsUser"], server_ctx["runAsGroup"]) == (workspace, workspace) != (grant.uid, grant.gid)
+    assert gateway_ctx["runAsUser"] == spawner.gateway_uid not in (grant.uid, workspace)
+    for ctx in (kernel_ctx, server_ctx, gateway_ctx):
+        assert ctx["runAsNonRoot"] and ctx["readOnlyRootFilesystem"]
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"]["drop"] == ["ALL"]
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["fsGroup"] == workspace  # the home's workspace group
     assert spec["automountServiceAccountToken"] is False
     assert pod["metadata"]["labels"]["enclave/project"] == "alpha"
-    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
-    assert env["JUPYTER_CONFIG_DIR"] == "/etc/enclave/jupyter" and env["PYTHONNOUSERSITE"] == "1"
-    assert env["ENCLAVE_WORKSPACE_EXTRACT_VERSION"] == "1"
+
+
+def test_no_token_reaches_the_kernel_container_and_the_proxy_reaches_the_gateway(small_world):
+    _, spawner, pod = _pod("alice", "alpha")
+    containers = _containers(pod)
+    server_env = {e["name"]: e.get("value") for e in containers["notebook"]["env"]}
+    kernel_env = {e["name"]: e.get("value") for e in containers["kernels"]["env"]}
+    assert server_env["JUPYTERHUB_API_TOKEN"] == spawner.api_token
+    assert not [k for k in kernel_env if k.startswith(("JUPYTERHUB", "JPY")) or "TOKEN" in k]
+    assert spawner.api_token not in json.dumps(containers["kernels"])
+    assert kernel_env["ENCLAVE_WORKSPACE_EXTRACT_VERSION"] == "1" and kernel_env["PYTHONNOUSERSITE"] == "1"
+    assert server_env["JUPYTER_CONFIG_DIR"] == "/etc/enclave/jupyter"
+    assert "--ServerApp.sock=/run/jupyter/server.sock" in containers["notebook"]["args"]
+    assert "--KernelProvisionerFactory.default_provisioner_name=enclave-sandbox" in containers["notebook"]["args"]
+    # The port the proxy reaches (declared by KubeSpawner on the notebook container) is the gateway's.
+    assert [p["containerPort"] for p in containers["notebook"]["ports"]] == [spawner.port]
+    assert f"--port={spawner.port}" in containers["gateway"]["command"]
+    assert "--upstream=/run/jupyter/server.sock" in containers["gateway"]["command"]
+    assert not containers["gateway"].get("ports")
 
 
 @pytest.mark.parametrize(("user", "project", "reason"), [

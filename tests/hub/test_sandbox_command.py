@@ -45,6 +45,43 @@ def test_only_the_extract_home_and_sockets_of_the_data_root_are_bound(tmp_path):
     assert writable == {"/home/alice", sandbox.SERVER_SOCKET_DIR}
 
 
+def _server_and_kernel(tmp_path: Path) -> tuple[list[str], list[str]]:
+    """The two sandboxes of one workspace as the spawner builds them (server uid; researcher in the kernel)."""
+    server_uid = sandbox.server_uid("alice", "alpha")
+    server = _spec(tmp_path, uid=server_uid, gid=server_uid, extract_path=None, kernels_dir=tmp_path / "run" / "abc.k")
+    kernel = _spec(tmp_path, groups=(server_uid,), socket_dir=None, hub_socket=None, kernels_dir=tmp_path / "run" / "abc.k",
+                   data_files=((9, sandbox.KERNEL_CONNECTION_FILE),), chdir="/home/alice/sub",
+                   command=("python", "-m", "hub_config.kernels.start", "-f", sandbox.KERNEL_CONNECTION_FILE))
+    return sandbox.bwrap_argv(server), sandbox.bwrap_argv(kernel)
+
+
+def test_kernel_sandbox_sees_neither_the_server_sockets_nor_the_hub(tmp_path):
+    server_argv, kernel_argv = _server_and_kernel(tmp_path)
+    kernel = _binds(kernel_argv)
+    assert sandbox.SERVER_SOCKET_DIR not in kernel and sandbox.HUB_SOCKET not in kernel
+    assert {dest for dest, (kind, _) in kernel.items() if kind == "--bind"} == {"/home/alice", sandbox.KERNELS_DIR}
+    assert kernel["/data"] == ("--ro-bind", str(tmp_path / "var/extracts/alpha/1"))
+    i = kernel_argv.index("--ro-bind-data")
+    assert kernel_argv[i - 2: i + 3] == ["--perms", "0444", "--ro-bind-data", "9", sandbox.KERNEL_CONNECTION_FILE]
+    assert kernel_argv[kernel_argv.index("--chdir") + 1] == "/home/alice/sub"
+    setpriv = kernel_argv[kernel_argv.index("--") + 1:]
+    assert "--reuid=20005" in setpriv and "--regid=30001" in setpriv
+    assert f"--groups={sandbox.server_uid('alice', 'alpha')}" in setpriv and "--no-new-privs" in setpriv
+
+
+def test_server_sandbox_runs_under_its_own_uid_without_the_extract(tmp_path):
+    server_argv, _ = _server_and_kernel(tmp_path)
+    server = _binds(server_argv)
+    assert "/data" not in server
+    assert {dest for dest, (kind, _) in server.items() if kind == "--bind"} == {
+        "/home/alice", sandbox.SERVER_SOCKET_DIR, sandbox.KERNELS_DIR}
+    uid = sandbox.server_uid("alice", "alpha")
+    setpriv = server_argv[server_argv.index("--") + 1:]
+    assert f"--reuid={uid}" in setpriv and f"--regid={uid}" in setpriv and "--clear-groups" in setpriv
+    assert uid >= sandbox.SERVER_UID_BASE and uid != 20005
+    assert len({sandbox.server_uid(u, p) for u in ("alice", "bob") for p in ("alpha", "beta")}) == 4
+
+
 def test_namespaces_privileges_and_limits(tmp_path):
     argv = sandbox.bwrap_argv(_spec(tmp_path))
     bwrap_part = argv[: argv.index("--")]
@@ -104,3 +141,36 @@ def test_client_secret_is_generated_once_for_the_dev_provider(enclave_home):
     config = json.loads(oidc.provider_config(settings).read_text())
     assert config["host"] == "127.0.0.1"
     assert config["clients"][0]["redirect_uris"] == [f"http://127.0.0.1:{settings.hub_port}/hub/oauth_callback"]
+
+
+def test_dp_service_socket_folder_reaches_kernels_only_through_host_json_and_broker(tmp_path):
+    """The DP service's socket folder is bound read-only in every kernel sandbox (the researcher's code
+    calls it, identified by the kernel's uid and project gid) and in no server sandbox; the bind
+    survives the spawner's host.json and the broker's per-kernel command line."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from enclave.conditions import WorkspaceLimits
+    from enclave.dp_service.client import SANDBOX_SOCKET
+    from hub_config.gateway.host import spec_from_json
+    from hub_config.kernels.broker import KernelBroker
+    from hub_config.spawner import SandboxSpawner
+
+    dp_dir = tmp_path / "run" / "dp"
+    spawner = SandboxSpawner(dp_socket_path=str(dp_dir / "dp.sock"), hub_socket_path=str(tmp_path / "hub.sock"),
+                             readonly_paths=["/opt/venv"])
+    grant = SimpleNamespace(username="alice", project="alpha", uid=20005, gid=30001, home_path=str(tmp_path / "home"),
+                            extract_path=str(tmp_path / "extract"), limits=WorkspaceLimits())
+    dirs = {kind: tmp_path / "run" / kind for kind in ("socket", "kernels", "gateway", "etc")}
+    kernel = spawner._kernel_spec(grant, dirs)
+    on_disk = json.loads(json.dumps(dataclasses.asdict(kernel), default=str))  # as _host_spec writes host.json
+    template = spec_from_json(on_disk)
+    assert template == kernel
+    argv = KernelBroker(template, {}, {}).argv(7, 9, "/home/alice")
+    inside = str(Path(SANDBOX_SOCKET).parent)
+    assert _binds(argv)[inside] == ("--ro-bind", str(dp_dir))
+    assert argv.index(inside) > argv.index("/run")  # after the tmpfs on /run, which would hide it
+    setpriv = argv[argv.index("--") + 1:]
+    assert "--reuid=20005" in setpriv and "--regid=30001" in setpriv  # SO_PEERCRED: the researcher, the project
+    server = spec_from_json(json.loads(json.dumps(dataclasses.asdict(spawner._server_spec(grant, dirs)), default=str)))
+    assert inside not in _binds(sandbox.bwrap_argv(server))  # the server runs no researcher code

@@ -53,7 +53,7 @@ def hub_api(method, path):
             self.sock.connect("/run/jupyterhub/hub.sock")
     conn = Conn("hub", timeout=10)
     conn.request(method, "/hub/api" + path, body="{}",
-                 headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
+                 headers={"Authorization": "token " + os.environ.get("JUPYTERHUB_API_TOKEN", "")})
     return conn.getresponse().status
 def libc(name, *args):
     rc = getattr(_libc, name)(*args)
@@ -125,11 +125,12 @@ def probes(home: str, hub_port: int, oidc_port: int, udp_port: int, settings) ->
         "raw_socket": ("socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)", "blocked"),
         "hub_socket_by_host_path": (f"unix('{home}/hub/run/hub.sock')", "blocked"),
         "only_loopback_interface": ("[n for _, n in socket.if_nameindex()]", "['lo']"),
-        # the hub API, reachable on purpose, with the credentials a workspace holds
-        "hub_api_reachable_control": ("hub_api('GET', '/')", "200"),
-        "server_token_creates_api_token": ("hub_api('POST', '/users/alice/tokens')", "403"),
-        "server_token_reads_other_user": ("hub_api('GET', '/users/bob') in (403, 404)", "True"),
-        "server_token_starts_other_workspace": ("hub_api('POST', '/users/alice/servers/beta')", "403"),
+        # the hub API: only the server (another uid, another sandbox) reaches it; a kernel has neither
+        # the hub's socket nor a token (issue 11; before, these answered 200 and 403 with the server's token)
+        "hub_api_reachable_control": ("hub_api('GET', '/')", "blocked"),
+        "server_token_creates_api_token": ("hub_api('POST', '/users/alice/tokens')", "blocked"),
+        "server_token_reads_other_user": ("hub_api('GET', '/users/bob') in (403, 404)", "blocked"),
+        "server_token_starts_other_workspace": ("hub_api('POST', '/users/alice/servers/beta')", "blocked"),
         # privileges
         "setuid_root": ("os.setuid(0)", "blocked"),
         "setgid_root": ("os.setgid(0)", "blocked"),
@@ -257,12 +258,17 @@ def test_workspace_sees_its_extract_and_writes_its_home(running_hub, alice_in_al
     written = running_hub.settings.home / "workspaces" / "alpha" / "alice" / "analysis.txt"
     assert written.read_text() == "ok"
     assert written.stat().st_uid == int(uid)
-    # A new home starts with the project notebook templates, owned by the user.
+    # A new home starts with the project notebook templates, owned by the user and the workspace group
+    # (the server's own uid is its only other member: it serves and saves the notebooks).
+    from hub_config.sandbox import server_uid
+
+    workspace_group = server_uid("alice", "alpha")
+    assert written.stat().st_gid == workspace_group
     templates = Path(__file__).resolve().parents[2] / "notebooks" / "templates"
     for template in templates.iterdir():
         copied = written.parent / template.name
         assert copied.read_bytes() == template.read_bytes()
-        assert (copied.stat().st_uid, copied.stat().st_gid) == (int(uid), int(gid))
+        assert (copied.stat().st_uid, copied.stat().st_gid) == (int(uid), workspace_group)
 
 
 def test_probe_targets_exist_on_the_host(running_hub, alice_in_alpha):
