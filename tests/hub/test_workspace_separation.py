@@ -125,14 +125,18 @@ def test_server_token_is_useless_through_the_public_proxy(running_hub, bob_in_be
     outsider = requests.Session()
     headers = {"Authorization": f"token {token}"}
     url = running_hub.url
-    assert outsider.get(f"{url}{BASE}api/contents", headers=headers, allow_redirects=False).status_code in (302, 401, 403)
-    assert outsider.get(f"{url}{BASE}api/contents/leak.parquet", headers=headers,
-                        allow_redirects=False).status_code in (302, 401, 403)
-    kernels = outsider.post(f"{url}{BASE}api/kernels", json={"name": "python3"}, headers=headers, allow_redirects=False)
+
+    def ask(method: str, path: str, **kwargs):  # noqa: ANN202
+        # through_proxy retries only the proxy's own 503 (EPIPE when a refusal beats the request body):
+        # the answer asserted is always the workspace's or the hub's.
+        return hubclient.through_proxy(outsider, method, f"{url}{path}", allow_redirects=False, **kwargs)
+
+    assert ask("GET", f"{BASE}api/contents", headers=headers).status_code in (302, 401, 403)
+    assert ask("GET", f"{BASE}api/contents/leak.parquet", headers=headers).status_code in (302, 401, 403)
+    kernels = ask("POST", f"{BASE}api/kernels", json={"name": "python3"}, headers=headers)
     assert kernels.status_code in (302, 401, 403), kernels.status_code
-    assert outsider.get(f"{url}{BASE}api/contents?token={token}", allow_redirects=False).status_code in (302, 401, 403)
-    activity = outsider.post(f"{url}/hub/api/users/{USER}/activity", headers=headers,
-                             json={"last_activity": "2030-01-01T00:00:00Z"})
+    assert ask("GET", f"{BASE}api/contents?token={token}").status_code in (302, 401, 403)
+    activity = ask("POST", f"/hub/api/users/{USER}/activity", headers=headers, json={"last_activity": "2030-01-01T00:00:00Z"})
     assert activity.status_code == 403, activity.status_code
     servers = outsider.get(f"{url}/hub/api/users/{USER}", headers=headers)
     assert "servers" not in (servers.json() if servers.ok else {})
