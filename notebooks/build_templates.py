@@ -20,7 +20,7 @@ nb.variables()'''
 TEMPLATES = {
     "01_homeless_students_by_school.ipynb": (
         "# How many students in a school are experiencing homelessness?\n\n"
-        "Cohort definition `homeless_students` (notebooks/cohorts): each student counted once per "
+        "Cohort definition `homeless_students` (enclave/cohorts/definitions): each student counted once per "
         "school and school year, flagged when the school identified them as homeless "
         "(McKinney-Vento). Counts are checked and suppressed by the rules; rates and their 95% "
         "intervals are computed from the published counts.",

@@ -1,4 +1,4 @@
-"""Cohort and measure definitions as data (``notebooks/cohorts/*.yaml``) and their evaluation.
+"""Cohort and measure definitions as data (``enclave/cohorts/definitions/*.yaml``) and their evaluation.
 
 A definition names a population (who is counted, an age window at a reference month, a
 period), conditions over events with time order and gaps, exclusions, measures (flags per

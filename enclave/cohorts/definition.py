@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from enclave.yaml_data import load_model
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "cohorts"
+# Shipped inside the package: a workspace sandbox mounts the enclave packages read-only, not the repository.
+DEFAULT_DIR = Path(__file__).resolve().parent / "definitions"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 Scalar = Union[str, int, float, bool]
 
@@ -145,7 +146,7 @@ def load_definition(path: Path) -> CohortDefinition:
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, CohortDefinition]:
-    """Every ``*.yaml`` definition in ``directory`` (default ``notebooks/cohorts``), by name."""
+    """Every ``*.yaml`` definition in ``directory`` (default: the shipped ``enclave/cohorts/definitions``), by name."""
     out: dict[str, CohortDefinition] = {}
     for path in sorted(Path(directory or DEFAULT_DIR).glob("*.yaml")):
         definition = load_definition(path)
