@@ -261,3 +261,34 @@ def test_the_console_serves_the_catalogue_without_sign_in_and_nothing_else(appro
             assert requests.get(base + path, timeout=10).status_code in (403, 404), path
     finally:
         stop["loop"].call_soon_threadsafe(stop["loop"].stop)
+
+
+def test_the_cli_publishes_as_the_registry_person_and_refuses_a_spoofed_one(approved_project, outputs, make_outputs,
+                                                                           tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from enclave.cli import app
+    from enclave.settings import get_settings
+
+    rid, _, _ = _released_request(approved_project, outputs, make_outputs)
+    spec = tmp_path / "finding.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    runner = CliRunner()
+
+    def as_(user: str, mode: str, *args: str):  # noqa: ANN202
+        monkeypatch.setenv("ENCLAVE_USER", user)
+        monkeypatch.setenv("ENCLAVE_MODE", mode)
+        get_settings.cache_clear()
+        return runner.invoke(app, list(args))
+
+    refused = as_("alice", "production", "findings", "publish", str(rid), "--spec", str(spec))
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert not (findings.public_dir() / "findings").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"title: \xff\n")
+    shown = as_("alice", "test", "findings", "publish", str(rid), "--spec", str(bad))
+    assert shown.exit_code == 1 and "not UTF-8" in shown.output and "Traceback" not in shown.output
+    done = as_("alice", "test", "findings", "publish", str(rid), "--spec", str(spec))
+    assert done.exit_code == 0, done.output
+    listed = as_("alice", "test", "findings", "list")
+    assert f"{rid}" in listed.output and "live" in listed.output
