@@ -335,7 +335,7 @@ class SandboxSpawner(Spawner):
         return dict(
             HOME=home, USER=grant.username, LOGNAME=grant.username, SHELL="/bin/sh",
             PATH=f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            LANG=os.environ.get("LANG", "C.UTF-8"),
+            LANG="C.UTF-8",  # the kernel gets a fixed locale, nothing of the hub's environment
             JUPYTER_CONFIG_DIR=sandbox.JUPYTER_CONFIG_DIR,
             JUPYTER_DATA_DIR=sandbox.JUPYTER_DATA_DIR,
             JUPYTER_RUNTIME_DIR="/tmp/jupyter-runtime",

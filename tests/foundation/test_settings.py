@@ -53,6 +53,8 @@ def test_nothing_else_reads_the_environment():
                 continue
             if "single_user" in path.parts:
                 continue  # jupyter_server's own config inside the sandbox: reads what the spawner set, no enclave settings
+            if "hub_config" in path.parts and ("gateway" in path.parts or "kernels" in path.parts):
+                continue  # host-side workspace processes: read what the spawner handed them, no enclave settings
             if path.parts[-2:] == ("console", "app.py"):
                 continue  # the console's entry point reads JupyterHub's service protocol (JUPYTERHUB_SERVICE_*), no enclave settings
             if "os.environ[" in text or "os.getenv(" in text or "os.environ.get(" in text:
