@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from enclave.dp_service import client
 from enclave.registry.base import session_scope
 
 MEAN = {"statistic": "mean", "table": "school_enrollment", "column": "days_attended", "epsilon": 0.3,
@@ -67,11 +69,9 @@ def start_service(approved_project, registry, socket_dir):
 
 
 def _ask_all(sockets: list[Path], query: dict, n: int) -> list[dict]:
-    """``n`` threads ask at once, alternating between the sockets."""
-    import threading
-
-    from enclave.dp_service import client
-
+    """``n`` threads ask at once, alternating between the sockets. Everything it uses is imported
+    before the fork: the child has dropped root and may not read the checkout (a clone under a 0700
+    temporary folder, as a clean-clone CI run makes)."""
     barrier = threading.Barrier(n)
     out: list[dict] = [{}] * n
 
